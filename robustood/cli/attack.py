@@ -1,0 +1,1 @@
+"""``robustood attack`` (not yet implemented)."""

@@ -1,0 +1,1 @@
+"""``robustood ood`` (not yet implemented)."""

@@ -1,0 +1,559 @@
+"""Datasets and OOD sources, by name, as float images in [0, 1].
+
+Every dataset comes as a :class:`DatasetBundle`: a train, a validation and a test
+split of ``(image, label)`` pairs, images ``C×H×W`` float32 in [0, 1], plus a
+:class:`DatasetInfo` describing shape, classes and the normalisation constants the
+model applies *inside* itself (so every epsilon is in pixel units).
+
+The embedded default, ``digits``, is scikit-learn's bundled handwritten digits and
+needs no network. torchvision-backed sets (``cifar10``, ``cifar100``, ``svhn``,
+``mnist``, ``fashionmnist``, ``imagefolder:PATH``) download into the data dir when
+online; offline and without a local copy they raise
+:class:`~robustood.errors.DatasetUnavailableError` saying which files to put where.
+
+OOD sources (:func:`load_ood`) are labelled ``-1`` (pytorch-ood's convention: OOD
+labels are negative) and always come in the ID images' shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from .errors import DatasetUnavailableError, RobustoodError
+from .utils import cache_dir
+
+__all__ = [
+    "DATASETS",
+    "OOD_SOURCES",
+    "DatasetBundle",
+    "DatasetInfo",
+    "OODDataset",
+    "catalogue",
+    "conform_images",
+    "data_dir",
+    "load_dataset",
+    "load_ood",
+    "stack_dataset",
+]
+
+DATA_ENV = "ROBUSTOOD_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset.
+
+    ``input_shape`` is ``(C, H, W)``; ``mean``/``std`` are per-channel constants for
+    the model's :class:`~robustood.models.Normalize` layer.
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    heldout: int = 0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def key(self) -> str:
+        """Name used in cache keys and reports (``digits``, ``digits-h3`` …)."""
+        safe = self.name.replace(":", "_").replace("/", "_")
+        return f"{safe}-h{self.heldout}" if self.heldout else safe
+
+
+@dataclass
+class DatasetBundle:
+    """Train / validation / test splits of one dataset and its :class:`DatasetInfo`.
+
+    ``heldout_test`` holds the test images of held-out classes (labels ``-1``)
+    when the bundle was loaded with ``heldout=K``.
+    """
+
+    info: DatasetInfo
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    heldout_test: Dataset | None = field(default=None, repr=False)
+
+    def limited(self, limit: int | None) -> DatasetBundle:
+        """The same bundle with its test split (and held-out split) cut to ``limit`` items."""
+        if limit is None:
+            return self
+        if limit <= 0:
+            raise RobustoodError(f"limit must be a positive number of images, got {limit}")
+
+        def cut(ds: Dataset | None) -> Dataset | None:
+            if ds is None or len(ds) <= limit:  # type: ignore[arg-type]
+                return ds
+            return Subset(ds, range(limit))
+
+        return replace(self, test=cut(self.test), heldout_test=cut(self.heldout_test))
+
+
+class OODDataset(Dataset):
+    """Wrap a dataset so every label is ``-1`` (OOD) and images take a given shape."""
+
+    def __init__(self, base: Dataset, shape: tuple[int, int, int] | None = None) -> None:
+        self.base = base
+        self.shape = shape
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.base[i][0]
+        if self.shape is not None and tuple(x.shape) != self.shape:
+            x = conform_images(x.unsqueeze(0), self.shape)[0]
+        return x, -1
+
+
+def data_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where torchvision datasets live: ``override``, else ``$ROBUSTOOD_DATA_DIR``,
+    else ``<cache dir>/data``."""
+    if override is not None:
+        return Path(override).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return cache_dir() / "data"
+
+
+def conform_images(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Convert a ``B×C×H×W`` batch in [0, 1] to ``shape = (C, H, W)``.
+
+    Colour → grey uses ITU-R 601 luma weights, grey → colour repeats the channel, and
+    the spatial size is changed with antialiased bilinear resampling.
+    """
+    c, h, w = (int(s) for s in shape)
+    if x.dim() != 4:
+        raise RobustoodError(f"expected a batch of images B×C×H×W, got shape {tuple(x.shape)}")
+    if x.shape[1] != c:
+        if x.shape[1] == 3 and c == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+            x = (x * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+        elif x.shape[1] == 1:
+            x = x.expand(-1, c, -1, -1)
+        else:
+            raise RobustoodError(f"cannot convert {x.shape[1]}-channel images to {c} channels")
+    if tuple(x.shape[-2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0.0, 1.0).contiguous()
+
+
+def stack_dataset(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Materialise a (small) dataset as ``(images, labels)`` tensors."""
+    xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)  # type: ignore[arg-type]
+    return torch.stack(list(xs)), torch.as_tensor(ys, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------- registry
+
+DatasetLoader = Callable[..., DatasetBundle]
+DATASETS: dict[str, DatasetLoader] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    def deco(fn: DatasetLoader) -> DatasetLoader:
+        DATASETS[name] = fn
+        return fn
+
+    return deco
+
+
+def load_dataset(
+    name: str = "digits",
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    heldout: int = 0,
+    seed: int = 0,
+) -> DatasetBundle:
+    """Load a dataset by name.
+
+    Args:
+        name: a key of :data:`DATASETS` or ``imagefolder:PATH``.
+        root: data dir for torchvision datasets (see :func:`data_dir`).
+        download: let torchvision download missing files.
+        heldout: hold out the last ``heldout`` classes: the bundle keeps the first
+            ``C − heldout`` classes and puts the test images of the others in
+            ``heldout_test`` (the ``heldout:K`` OOD source).
+        seed: seed of the validation split (the test split is fixed by the dataset).
+
+    Raises:
+        RobustoodError: unknown name or bad ``heldout``.
+        DatasetUnavailableError: files missing and not downloadable.
+    """
+    key = name.strip()
+    if key.lower().startswith("imagefolder:"):
+        bundle = _load_imagefolder(key.split(":", 1)[1], seed=seed)
+    else:
+        key = key.lower()
+        if key not in DATASETS:
+            raise RobustoodError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}, imagefolder:PATH")
+        bundle = DATASETS[key](root=data_dir(root), download=download, seed=seed)
+    if heldout:
+        bundle = _hold_out(bundle, heldout)
+    return bundle
+
+
+def _split_train_val(n: int, seed: int, val_fraction: float = 0.1) -> tuple[list[int], list[int]]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * val_fraction)))
+    return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
+
+
+def _targets(ds: Dataset) -> np.ndarray:
+    """Labels of a dataset without loading its images where the dataset allows."""
+    if isinstance(ds, Subset):
+        return _targets(ds.dataset)[np.asarray(ds.indices)]
+    if isinstance(ds, TensorDataset):
+        return ds.tensors[1].numpy()
+    for attr in ("targets", "labels"):
+        if hasattr(ds, attr):
+            return np.asarray(getattr(ds, attr))
+    if hasattr(ds, "samples"):
+        return np.asarray([s[1] for s in ds.samples])
+    return np.asarray([ds[i][1] for i in range(len(ds))])  # type: ignore[arg-type]
+
+
+def _hold_out(bundle: DatasetBundle, k: int) -> DatasetBundle:
+    c = bundle.info.num_classes
+    if not isinstance(k, int) or not 1 <= k < c:
+        raise RobustoodError(f"heldout must be between 1 and {c - 1} classes for {bundle.info.name}, got {k}")
+    keep = c - k
+
+    def select(ds: Dataset, inside: bool) -> Subset:
+        t = _targets(ds)
+        idx = np.flatnonzero(t < keep) if inside else np.flatnonzero(t >= keep)
+        return Subset(ds, idx.tolist())
+
+    info = replace(bundle.info, class_names=bundle.info.class_names[:keep], heldout=k)
+    return DatasetBundle(
+        info=info,
+        train=select(bundle.train, True),
+        val=select(bundle.val, True),
+        test=select(bundle.test, True),
+        heldout_test=OODDataset(select(bundle.test, False)),
+    )
+
+
+# --------------------------------------------------------------------------- digits
+
+
+@register_dataset("digits")
+def _load_digits(root: Path | None = None, download: bool = True, seed: int = 0) -> DatasetBundle:
+    """scikit-learn's 1,797 handwritten 8×8 digits (bundled, no download).
+
+    Fixed stratified 80/20 train/test split; 10 % of train held back for validation.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    raw = load_digits()
+    x = torch.from_numpy((raw.images / 16.0).astype(np.float32)).unsqueeze(1)  # N×1×8×8 in [0, 1]
+    y = torch.from_numpy(raw.target.astype(np.int64))
+    idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=raw.target)
+    train_full = TensorDataset(x[np.sort(idx_train)], y[np.sort(idx_train)])
+    test = TensorDataset(x[np.sort(idx_test)], y[np.sort(idx_test)])
+    tr, va = _split_train_val(len(train_full), seed)
+    mean = float(train_full.tensors[0].mean())
+    std = float(train_full.tensors[0].std())
+    info = DatasetInfo("digits", (1, 8, 8), tuple(str(i) for i in range(10)), (mean,), (std,))
+    return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
+
+
+# --------------------------------------------------------------------------- torchvision
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# CIFAR-100 classes whose concept CIFAR-10 already covers (vehicles CIFAR-10 calls
+# "automobile"/"truck"); dropped from the ``cifar100`` OOD source when the ID set is CIFAR-10.
+CIFAR100_OVERLAP_WITH_CIFAR10 = ("bus", "pickup_truck", "streetcar", "tractor")
+
+
+@dataclass(frozen=True)
+class _TVSpec:
+    title: str
+    cls_name: str
+    split_kw: str  # "train" (bool) or "split" (str)
+    files: str  # what to put where, for the offline message
+    url: str
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int = 10
+
+
+_TV = {
+    "cifar10": _TVSpec(
+        "CIFAR-10",
+        "CIFAR10",
+        "train",
+        "cifar-10-python.tar.gz (or its extracted folder cifar-10-batches-py/)",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        (3, 32, 32),
+        CIFAR_MEAN,
+        CIFAR_STD,
+    ),
+    "cifar100": _TVSpec(
+        "CIFAR-100",
+        "CIFAR100",
+        "train",
+        "cifar-100-python.tar.gz (or its extracted folder cifar-100-python/)",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        (3, 32, 32),
+        CIFAR_MEAN,
+        CIFAR_STD,
+        100,
+    ),
+    "svhn": _TVSpec(
+        "SVHN",
+        "SVHN",
+        "split",
+        "train_32x32.mat and test_32x32.mat",
+        "http://ufldl.stanford.edu/housenumbers/",
+        (3, 32, 32),
+        (0.4377, 0.4438, 0.4728),
+        (0.198, 0.201, 0.197),
+    ),
+    "mnist": _TVSpec(
+        "MNIST",
+        "MNIST",
+        "train",
+        "MNIST/raw/ with the four *-ubyte.gz files",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        (1, 28, 28),
+        (0.1307,),
+        (0.3081,),
+    ),
+    "fashionmnist": _TVSpec(
+        "FashionMNIST",
+        "FashionMNIST",
+        "train",
+        "FashionMNIST/raw/ with the four *-ubyte.gz files",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        (1, 28, 28),
+        (0.2860,),
+        (0.3530,),
+    ),
+}
+
+
+def _tv_split(name: str, root: Path, train: bool, download: bool) -> Dataset:
+    import torchvision
+    from torchvision import transforms
+
+    spec = _TV[name]
+    cls = getattr(torchvision.datasets, spec.cls_name)
+    split = {"train": train} if spec.split_kw == "train" else {"split": "train" if train else "test"}
+    tf = transforms.ToTensor()
+    target = root / name
+    try:
+        return cls(str(target), transform=tf, download=False, **split)
+    except (RuntimeError, FileNotFoundError):
+        if not download:
+            pass
+        else:
+            try:
+                return cls(str(target), transform=tf, download=True, **split)
+            except Exception as exc:  # network errors come in many types (URLError, OSError, HTTPError)
+                reason = f" (download failed: {type(exc).__name__}: {exc})"
+                raise DatasetUnavailableError(
+                    f"{spec.title} is not in {target} and could not be downloaded{reason}; "
+                    f"put {spec.files} from {spec.url} into {target}"
+                ) from None
+    raise DatasetUnavailableError(
+        f"{spec.title} is not in {target} and downloading is off; put {spec.files} from {spec.url} into {target}"
+    )
+
+
+def _class_names(ds: Dataset, n: int) -> tuple[str, ...]:
+    classes = getattr(ds, "classes", None)
+    return tuple(str(c) for c in classes) if classes and len(classes) == n else tuple(str(i) for i in range(n))
+
+
+def _make_tv_loader(name: str) -> DatasetLoader:
+    def load(root: Path, download: bool = True, seed: int = 0) -> DatasetBundle:
+        spec = _TV[name]
+        train_full = _tv_split(name, root, True, download)
+        test = _tv_split(name, root, False, download)
+        names = _CIFAR10_CLASSES if name == "cifar10" else _class_names(train_full, spec.num_classes)
+        tr, va = _split_train_val(len(train_full), seed)
+        info = DatasetInfo(name, spec.shape, names, spec.mean, spec.std)
+        return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
+
+    load.__doc__ = f"torchvision's {_TV[name].title} (downloaded into the data dir when online)."
+    return load
+
+
+for _name in _TV:
+    register_dataset(_name)(_make_tv_loader(_name))
+
+
+def catalogue(root: str | os.PathLike | None = None) -> list[dict[str, object]]:
+    """One row per registered dataset: name, source, input shape, classes, whether it is on disk."""
+    rows: list[dict[str, object]] = [
+        {"name": "digits", "source": "scikit-learn (bundled)", "input_shape": "1x8x8", "classes": 10, "on_disk": "yes"}
+    ]
+    base = data_dir(root)
+    for name, spec in _TV.items():
+        rows.append(
+            {
+                "name": name,
+                "source": "torchvision",
+                "input_shape": "x".join(map(str, spec.shape)),
+                "classes": spec.num_classes,
+                "on_disk": "yes" if (base / name).is_dir() else "no",
+            }
+        )
+    rows.append(
+        {
+            "name": "imagefolder:PATH",
+            "source": "folder of class sub-folders",
+            "input_shape": "3x32x32",
+            "classes": "per folder",
+            "on_disk": "–",
+        }
+    )
+    return rows
+
+
+def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> DatasetBundle:
+    """A folder of class sub-folders (e.g. Animals-10), images resized to ``image_size``².
+
+    Uses ``PATH/train`` and ``PATH/test`` when both exist, else a fixed 80/20 split.
+    """
+    import torchvision
+    from torchvision import transforms
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DatasetUnavailableError(f"imagefolder: {root} is not a directory of class sub-folders")
+    tf = transforms.Compose(
+        [transforms.Resize((image_size, image_size)), transforms.Lambda(_to_rgb), transforms.ToTensor()]
+    )
+    try:
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            train_full = torchvision.datasets.ImageFolder(str(root / "train"), transform=tf)
+            test: Dataset = torchvision.datasets.ImageFolder(str(root / "test"), transform=tf)
+        else:
+            full = torchvision.datasets.ImageFolder(str(root), transform=tf)
+            perm = np.random.default_rng(0).permutation(len(full))
+            n_test = max(1, len(full) // 5)
+            train_full = Subset(full, sorted(perm[n_test:].tolist()))  # type: ignore[assignment]
+            test = Subset(full, sorted(perm[:n_test].tolist()))
+            train_full.classes = full.classes  # type: ignore[attr-defined]
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DatasetUnavailableError(f"imagefolder: cannot read {root}: {exc}") from None
+    tr, va = _split_train_val(len(train_full), seed)
+    info = DatasetInfo(
+        f"imagefolder:{root}", (3, image_size, image_size), tuple(train_full.classes), IMAGENET_MEAN, IMAGENET_STD
+    )
+    return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
+
+
+def _to_rgb(img):  # PIL image → RGB (module level so DataLoader workers can pickle it)
+    return img.convert("RGB")
+
+
+# --------------------------------------------------------------------------- OOD sources
+
+OOD_SOURCES: dict[str, str] = {
+    "noise": "uniform noise in [0, 1] (as torchvision's FakeData)",
+    "gaussian": "Gaussian noise N(0.5, 0.25²) clipped to [0, 1]",
+    "natural": "patches of scikit-learn's bundled sample photographs, resized to the ID shape",
+    "heldout:K": "test images of the last K classes, held out of training (load the ID set with heldout=K)",
+    "cifar100": "CIFAR-100 test images (for CIFAR-10: only classes absent from CIFAR-10)",
+    "svhn | mnist | fashionmnist | cifar10": "another dataset's test images, converted to the ID shape",
+}
+
+
+def load_ood(
+    spec: str,
+    bundle: DatasetBundle,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Dataset:
+    """An OOD input set by name, images in ``bundle``'s shape, labels ``-1``.
+
+    Args:
+        spec: ``noise``, ``gaussian``, ``natural``, ``heldout:K``, or a dataset name.
+        bundle: the ID dataset (gives the shape; must hold ``heldout_test`` for ``heldout:K``).
+        n: number of images (default: as many as the ID test split; datasets: all, cut to ``n``).
+        seed: seed of the synthetic sources.
+    """
+    shape = bundle.info.input_shape
+    n_default = len(bundle.test)  # type: ignore[arg-type]
+    count = n_default if n is None else int(n)
+    if count <= 0:
+        raise RobustoodError(f"OOD set {spec!r} would have {count} images; ask for at least one")
+    key = spec.strip().lower()
+    gen = torch.Generator().manual_seed(seed)
+    if key == "noise":
+        return TensorDataset(torch.rand((count, *shape), generator=gen), torch.full((count,), -1))
+    if key == "gaussian":
+        x = (0.5 + 0.25 * torch.randn((count, *shape), generator=gen)).clamp(0, 1)
+        return TensorDataset(x, torch.full((count,), -1))
+    if key == "natural":
+        return TensorDataset(_natural_patches(count, shape, seed), torch.full((count,), -1))
+    if key.startswith("heldout:"):
+        k_text = key.split(":", 1)[1]
+        if not k_text.isdigit() or int(k_text) < 1:
+            raise RobustoodError(f"invalid OOD source {spec!r}: use heldout:K with K ≥ 1 classes")
+        k = int(k_text)
+        if bundle.info.heldout != k:
+            raise RobustoodError(
+                f"OOD source heldout:{k} needs the ID set loaded with its last {k} classes held out "
+                f"(load_dataset(..., heldout={k}); on the command line the model is then trained on the rest)"
+            )
+        ds = bundle.heldout_test
+        assert ds is not None
+        return ds if n is None or n >= len(ds) else Subset(ds, range(n))  # type: ignore[arg-type]
+    if key in DATASETS or key.startswith("imagefolder:"):
+        other = load_dataset(spec, root=root, download=download)
+        test = other.test
+        if key == "cifar100" and bundle.info.name == "cifar10":
+            names = other.info.class_names
+            drop = [names.index(c) for c in CIFAR100_OVERLAP_WITH_CIFAR10 if c in names]
+            test = Subset(test, np.flatnonzero(~np.isin(_targets(test), drop)).tolist())
+        if n is not None and n < len(test):  # type: ignore[arg-type]
+            test = Subset(test, range(n))
+        return OODDataset(test, shape)
+    known = [k for k in OOD_SOURCES if "|" not in k] + sorted(k for k in DATASETS)
+    raise RobustoodError(f"unknown OOD source {spec!r}; known: {', '.join(known)}, adv:ATTACK:EPS")
+
+
+def _natural_patches(count: int, shape: tuple[int, int, int], seed: int) -> torch.Tensor:
+    """Random square crops (32–128 px) of the two sample photographs, resized to ``shape``."""
+    from sklearn.datasets import load_sample_images
+
+    images = [torch.from_numpy(im).permute(2, 0, 1).float() / 255.0 for im in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    out = torch.empty((count, *shape))
+    for i in range(count):
+        img = images[int(rng.integers(len(images)))]
+        _, H, W = img.shape
+        size = int(rng.integers(32, min(128, H, W) + 1))
+        top, left = int(rng.integers(0, H - size + 1)), int(rng.integers(0, W - size + 1))
+        patch = img[:, top : top + size, left : left + size].unsqueeze(0)
+        out[i] = conform_images(patch, shape)[0]
+    return out

@@ -1,0 +1,70 @@
+"""Batched iteration and prediction shared by training, attacks, detectors and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+__all__ = ["accuracy", "iter_batches", "predict_logits"]
+
+
+def _as_tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(x, y)`` tensors when ``ds`` is a (subset of a) TensorDataset, else ``None``."""
+    if isinstance(ds, TensorDataset) and len(ds.tensors) >= 2:
+        return ds.tensors[0], ds.tensors[1]
+    if isinstance(ds, Subset):
+        inner = _as_tensors(ds.dataset)
+        if inner is not None:
+            idx = torch.as_tensor(list(ds.indices), dtype=torch.long)
+            return inner[0][idx], inner[1][idx]
+    return None
+
+
+def iter_batches(
+    ds: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x, y)`` CPU batches. In-memory tensor datasets are sliced directly
+    (no per-sample collation); anything else goes through a ``DataLoader``."""
+    tensors = _as_tensors(ds)
+    if tensors is not None:
+        x, y = tensors
+        order = torch.randperm(len(x), generator=generator) if shuffle else None
+        for start in range(0, len(x), batch_size):
+            if order is None:
+                yield x[start : start + batch_size], y[start : start + batch_size]
+            else:
+                idx = order[start : start + batch_size]
+                yield x[idx], y[idx]
+        return
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
+    for x, y in loader:
+        yield x, torch.as_tensor(y)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, ds: Dataset, device: torch.device | str = "cpu", batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of every input (CPU, float32) and the labels, in dataset order."""
+    model.eval()
+    logits, labels = [], []
+    for x, y in iter_batches(ds, batch_size):
+        logits.append(model(x.to(device, non_blocking=True)).float().cpu())
+        labels.append(y)
+    if not logits:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def accuracy(model: nn.Module, ds: Dataset, device: torch.device | str = "cpu", batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on ``ds`` (a fraction in [0, 1])."""
+    logits, y = predict_logits(model, ds, device, batch_size)
+    return float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")

@@ -1,0 +1,159 @@
+"""Safe checkpoints that carry their metadata, and loading a model from any source.
+
+Checkpoints are safetensors files (default) or ``torch.save`` files read with
+``torch.load(weights_only=True)``: neither can run code when loaded. A file holding
+pickled objects is refused with :class:`~robustood.errors.UnsafeCheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import DatasetInfo
+from ..errors import IncompatibleModelError, RobustoodError, UnsafeCheckpointError
+from ..utils import atomic_path
+from .core import ZOO, Classifier, build_model, check_compatible
+
+__all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
+
+_META_KEY = "robustood"
+
+
+def save_checkpoint(model: Classifier, path: str | os.PathLike, info: DatasetInfo, arch: str, **extra: Any) -> Path:
+    """Write ``model``'s weights and metadata (architecture, dataset, classes, input shape) atomically.
+
+    ``.safetensors`` paths are written with safetensors, anything else with ``torch.save``
+    of tensors and plain values only. ``extra`` must be JSON-serialisable (e.g. recipe, accuracy).
+    """
+    from safetensors.torch import save_file
+
+    from .. import __version__
+
+    path = Path(path)
+    meta = {"arch": arch, "dataset": asdict(info), "robustood_version": __version__, **extra}
+    json.dumps(meta)  # fail early on values that would not round-trip
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        else:
+            torch.save({"state_dict": state, _META_KEY: json.dumps(meta)}, tmp)
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = (f.metadata() or {}).get(_META_KEY)
+            return load_file(str(path)), json.loads(raw) if raw else None
+        except (SafetensorError, OSError, json.JSONDecodeError) as exc:
+            raise RobustoodError(f"{path} is not a readable safetensors checkpoint: {exc}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnsafeCheckpointError(
+            f"refusing to load {path}: it holds pickled Python objects that could run code "
+            f"({first[:160]}); save weights only (a state_dict) or use .safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise RobustoodError(f"{path} is not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+    if isinstance(obj, dict) and "state_dict" in obj:
+        meta = obj.get(_META_KEY)
+        return obj["state_dict"], json.loads(meta) if isinstance(meta, str) else meta
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, None  # a bare state_dict
+    raise RobustoodError(f"{path} holds neither a state_dict nor a robustood checkpoint")
+
+
+def load_checkpoint(
+    path: str | os.PathLike, arch: str | None = None, info: DatasetInfo | None = None
+) -> tuple[Classifier, dict[str, Any]]:
+    """Rebuild a zoo classifier from a checkpoint; return ``(model, metadata)``.
+
+    A bare ``state_dict`` without metadata needs ``arch`` and ``info``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RobustoodError(f"checkpoint {path} does not exist")
+    state, meta = _read(path)
+    if meta is None:
+        if arch is None or info is None:
+            raise RobustoodError(
+                f"{path} carries no robustood metadata; name its architecture (one of {', '.join(ZOO)})"
+            )
+        meta = {"arch": arch, "dataset": None}
+    else:
+        d = meta["dataset"]
+        info = DatasetInfo(
+            d["name"],
+            tuple(d["input_shape"]),
+            tuple(d["class_names"]),
+            tuple(d["mean"]),
+            tuple(d["std"]),
+            d.get("heldout", 0),
+        )
+    model = build_model(meta["arch"], info)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise IncompatibleModelError(
+            f"{path} does not fit a {meta['arch']} for {info.name}: missing {list(missing)[:3]}, "
+            f"unexpected {list(unexpected)[:3]}"
+        )
+    model.eval()
+    return model, meta
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
+
+
+def load_model(
+    source: str | os.PathLike | nn.Module, info: DatasetInfo, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A ready model for ``info`` from an ``nn.Module``, a checkpoint file or a TorchScript file.
+
+    The model takes images in [0, 1]; it is checked against ``info`` (input shape and
+    class count) with a dummy batch. Zoo names are resolved by the caller
+    (:func:`robustood.train.pretrained` trains or reuses a cached model).
+    """
+    if isinstance(source, nn.Module):
+        model, meta = source, {"arch": type(source).__name__}
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise RobustoodError(f"model {str(source)!r} is neither a zoo name ({', '.join(ZOO)}) nor an existing file")
+        if _is_torchscript(path):
+            try:
+                model = torch.jit.load(str(path), map_location="cpu")
+            except RuntimeError as exc:
+                raise RobustoodError(f"{path} is not a loadable TorchScript file: {str(exc).splitlines()[0]}") from None
+            meta = {"arch": f"torchscript:{path.name}"}
+        else:
+            model, meta = load_checkpoint(path)
+            saved = meta["dataset"]
+            if tuple(saved["input_shape"]) != tuple(info.input_shape) or len(saved["class_names"]) != info.num_classes:
+                raise IncompatibleModelError(
+                    f"{path} was trained on {saved['name']} (shape {tuple(saved['input_shape'])}, "
+                    f"{len(saved['class_names'])} classes), not {info.name} (shape {info.input_shape}, "
+                    f"{info.num_classes} classes)"
+                )
+    model = model.to(device).eval()
+    check_compatible(model, info, device)
+    return model, meta
