@@ -546,7 +546,7 @@ def _natural_patches(count: int, shape: tuple[int, int, int], seed: int) -> torc
     """Random square crops (32–128 px) of the two sample photographs, resized to ``shape``."""
     from sklearn.datasets import load_sample_images
 
-    images = [torch.from_numpy(im).permute(2, 0, 1).float() / 255.0 for im in load_sample_images().images]
+    images = [torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255.0 for im in load_sample_images().images]
     rng = np.random.default_rng(seed)
     out = torch.empty((count, *shape))
     for i in range(count):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -141,7 +142,9 @@ def load_model(
             raise RobustoodError(f"model {str(source)!r} is neither a zoo name ({', '.join(ZOO)}) nor an existing file")
         if _is_torchscript(path):
             try:
-                model = torch.jit.load(str(path), map_location="cpu")
+                with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what users have
+                    warnings.simplefilter("ignore", FutureWarning)
+                    model = torch.jit.load(str(path), map_location="cpu")
             except RuntimeError as exc:
                 raise RobustoodError(f"{path} is not a loadable TorchScript file: {str(exc).splitlines()[0]}") from None
             meta = {"arch": f"torchscript:{path.name}"}
