@@ -209,7 +209,7 @@ def load_dataset(
 
 def _split_train_val(n: int, seed: int, val_fraction: float = 0.1) -> tuple[list[int], list[int]]:
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * val_fraction)))
+    n_val = max(1, round(n * val_fraction))
     return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
 
 
