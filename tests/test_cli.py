@@ -66,7 +66,7 @@ def test_train_save_and_out(runner, tmp_path):
     from robustood.data import load_dataset
     from robustood.models import load_model
 
-    model, meta = load_model(ckpt, load_dataset("digits").info)
+    _model, meta = load_model(ckpt, load_dataset("digits").info)
     assert meta["arch"] == "small_cnn" and meta["recipe"] == "plain"
 
 

@@ -113,7 +113,7 @@ def test_conform_images_converts_channels_and_size():
 
 
 def test_unknown_dataset_lists_known_names():
-    with pytest.raises(RobustoodError, match="known: .*digits"):
+    with pytest.raises(RobustoodError, match=r"known: .*digits"):
         load_dataset("imagenet")
 
 
@@ -152,7 +152,7 @@ def test_imagefolder(tmp_path):
     b = load_dataset(f"imagefolder:{tmp_path}")
     assert b.info.class_names == ("cat", "dog") and b.info.input_shape == (3, 32, 32)
     assert len(b.train) + len(b.val) + len(b.test) == 20
-    x, y = b.test[0]
+    x, _y = b.test[0]
     assert x.shape == (3, 32, 32) and 0 <= float(x.min()) <= float(x.max()) <= 1
     with pytest.raises(DatasetUnavailableError):
         load_dataset(f"imagefolder:{tmp_path / 'missing'}")

@@ -105,7 +105,7 @@ def test_load_model_checks_dataset(tmp_path, digits):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_load_model_accepts_modules_and_torchscript(tmp_path, digits):
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    model, meta = load_model(net, digits.info)
+    _model, meta = load_model(net, digits.info)
     assert meta["arch"] == "Sequential"
     scripted = torch.jit.script(net)
     scripted.save(str(tmp_path / "m.ts"))
