@@ -1,0 +1,270 @@
+"""Attack metrics: stream a dataset through one attack and measure what it did.
+
+Per attack × eps: clean accuracy, robust (adversarial) accuracy, success rate, mean drop
+of the true-class probability, mean iterations to success, mean / max L∞ and L2
+perturbation norms, wall time and images per second. Sums stay on the device while the
+batches stream (no per-batch synchronisation); only plain floats leave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from ..data import DatasetBundle
+from ..errors import IncompatibleModelError, RobustoodError
+from ..inference import iter_batches
+from ..utils import format_eps, select_device
+from .base import TARGET_MODES, Attack, norm_label
+
+__all__ = ["PRECISIONS", "AttackResult", "AttackSamples", "precision_context", "run_attack"]
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class AttackSamples:
+    """Kept inputs of one run (CPU NumPy): ``x`` and ``x_adv`` ``N×C×H×W`` float32 in [0, 1],
+    labels ``y``, predictions and top-1 probabilities on clean and adversarial inputs, and the
+    targets (``-1`` for an untargeted attack)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_adv: np.ndarray
+    pred: np.ndarray
+    conf: np.ndarray
+    pred_adv: np.ndarray
+    conf_adv: np.ndarray
+    target: np.ndarray
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """The measurements of one attack at one eps (plain floats; NaN where not applicable).
+
+    - ``clean_accuracy`` / ``robust_accuracy``: top-1 accuracy on clean / adversarial inputs;
+    - ``success_rate``: untargeted, the share of originally correct inputs now misclassified;
+      targeted, the share of originally correct inputs (whose label is not the target) now
+      classified as the target;
+    - ``confidence_drop``: mean of p(true class | x) − p(true class | x_adv) over all inputs;
+    - ``mean_iterations``: over successful inputs, the mean number of gradient steps until the
+      iterate was first adversarial (0 = already at the start point; NaN for backends that
+      cannot tell, e.g. ``art``);
+    - ``linf_mean`` / ``linf_max`` / ``l2_mean`` / ``l2_max``: perturbation norms over all inputs,
+      in [0, 1] pixel units;
+    - ``seconds`` / ``images_per_second``: wall time of the whole run (clean pass, attack,
+      adversarial pass).
+    """
+
+    attack: str
+    name: str
+    norm: str
+    eps: float
+    targeted: str
+    backend: str
+    precision: str
+    n: int
+    clean_accuracy: float
+    robust_accuracy: float
+    success_rate: float
+    confidence_drop: float
+    mean_iterations: float
+    linf_mean: float
+    linf_max: float
+    l2_mean: float
+    l2_max: float
+    seconds: float
+    images_per_second: float
+    samples: AttackSamples | None = field(default=None, repr=False, compare=False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One tidy row (snake_case keys, plain floats and strings); ``name``, ``norm``, ``backend``
+        and ``precision`` stay on the result (the label carries name and norm)."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("samples", "name", "norm", "backend", "precision")}
+        row["eps_text"] = format_eps(self.eps)
+        order = ["attack", "eps_text", "eps"] + [k for k in row if k not in ("attack", "eps_text", "eps")]
+        return [{k: row[k] for k in order}]
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device, model: nn.Module | None = None):
+    """``fp32``: nothing. ``bf16``: CUDA autocast to bfloat16 and a channels-last model.
+
+    bf16 is refused off CUDA (CPU autocast is slow on most CPUs and MPS support varies).
+    """
+    if precision not in PRECISIONS:
+        raise RobustoodError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        yield
+        return
+    if device.type != "cuda":
+        raise RobustoodError(f"precision bf16 needs a CUDA device (got {device.type}); use fp32 here")
+    if model is not None:
+        model.to(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        yield
+
+
+def _as_dataset(data: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor]) -> tuple[Dataset, Any]:
+    if isinstance(data, DatasetBundle):
+        return data.test, data.info
+    if isinstance(data, tuple):
+        return TensorDataset(*data), None
+    return data, None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_attack(
+    model: nn.Module,
+    dataset: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor],
+    attack: Attack,
+    *,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    keep: int | bool = 0,
+    precision: str = "fp32",
+    class_names: Sequence[str] | None = None,
+) -> AttackResult:
+    """Attack every input of ``dataset`` (a bundle's test split, a dataset of ``(image, label)``
+    or ``(x, y)`` tensors) and measure the attack.
+
+    ``keep`` keeps that many inputs (``True``: all) with their adversarial versions and
+    predictions in :attr:`AttackResult.samples`, for plots or saving. A target class given
+    by name is resolved with the bundle's (or ``class_names``) classes. Raises
+    :class:`~robustood.errors.IncompatibleModelError` when the model's outputs do not match
+    the dataset's classes.
+    """
+    dev = select_device(device)
+    ds, info = _as_dataset(dataset)
+    names = list(class_names) if class_names is not None else list(info.class_names) if info is not None else None
+    if names is not None and hasattr(attack, "with_class_names"):
+        attack = attack.with_class_names(names)
+    elif isinstance(attack, Attack) and isinstance(attack.targeted, str) and attack.targeted not in TARGET_MODES:
+        raise RobustoodError(f"target class {attack.targeted!r} is a name; pass class_names=... to resolve it")
+    n_keep = (len(ds) if keep is True else int(keep)) if keep else 0  # type: ignore[arg-type]
+    steps = getattr(attack, "steps", 1)
+    zero = torch.zeros((), dtype=torch.float64, device=dev)
+    sums = {k: zero.clone() for k in ("n", "clean", "adv", "eligible", "success", "drop", "iters", "tracked")}
+    sums.update({k: zero.clone() for k in ("linf", "l2", "linf_max", "l2_max")})
+    kept: dict[str, list[np.ndarray]] = {}
+    have_kept = 0
+    tracked_any = False
+    total = -(-len(ds) // batch_size)  # type: ignore[arg-type]
+    was_training = model.training
+    model.eval()
+    _sync(dev)
+    t0 = time.perf_counter()
+    with precision_context(precision, dev, model):
+        for x, y in tqdm(
+            iter_batches(ds, batch_size),
+            desc=attack.label,
+            total=total,
+            leave=False,
+            disable=None if progress is None else not progress,
+        ):
+            if len(y) and (int(y.min()) < 0 or (names is not None and int(y.max()) >= len(names))):
+                raise RobustoodError(f"labels must be class indices 0..{len(names or []) - 1}, got {int(y.min())}…")
+            x = x.to(dev, non_blocking=True).float()
+            y = y.to(dev, non_blocking=True).long()
+            with torch.no_grad():
+                logits = model(x).float()
+            k = logits.shape[1]
+            if names is not None and k != len(names):
+                raise IncompatibleModelError(
+                    f"the model outputs {k} classes but the dataset has {len(names)} ({', '.join(names)})"
+                )
+            out = attack.generate(model, x, y)
+            with torch.no_grad():
+                logits_adv = model(out.x_adv).float()
+                p = logits.softmax(1).gather(1, y[:, None])[:, 0]
+                p_adv = logits_adv.softmax(1).gather(1, y[:, None])[:, 0]
+                pred, pred_adv = logits.argmax(1), logits_adv.argmax(1)
+                correct = pred == y
+                eligible = correct if out.target is None else correct & (y != out.target)
+                hit = pred_adv != y if out.target is None else pred_adv == out.target
+                success = eligible & hit
+                delta = (out.x_adv - x).flatten(1).double()
+                linf, l2 = delta.abs().amax(1), delta.norm(p=2, dim=1)
+                sums["n"] += y.numel()
+                sums["clean"] += correct.sum()
+                sums["adv"] += (pred_adv == y).sum()
+                sums["eligible"] += eligible.sum()
+                sums["success"] += success.sum()
+                sums["drop"] += (p - p_adv).double().sum()
+                sums["linf"] += linf.sum()
+                sums["l2"] += l2.sum()
+                sums["linf_max"] = torch.maximum(sums["linf_max"], linf.max())
+                sums["l2_max"] = torch.maximum(sums["l2_max"], l2.max())
+                if out.first_success is not None:
+                    tracked_any = True
+                    first = out.first_success
+                    iters = torch.where(first >= 0, first, torch.full_like(first, steps))
+                    sums["iters"] += torch.where(success, iters, 0).double().sum()
+                    sums["tracked"] += success.sum()
+            if have_kept < n_keep:
+                m = min(n_keep - have_kept, x.shape[0])
+                target = out.target if out.target is not None else torch.full_like(y, -1)
+                for key, arr in (
+                    ("x", x),
+                    ("y", y),
+                    ("x_adv", out.x_adv),
+                    ("pred", pred),
+                    ("conf", logits.softmax(1).amax(1)),
+                    ("pred_adv", pred_adv),
+                    ("conf_adv", logits_adv.softmax(1).amax(1)),
+                    ("target", target),
+                ):
+                    kept.setdefault(key, []).append(arr[:m].detach().cpu().numpy())
+                have_kept += m
+    _sync(dev)
+    seconds = time.perf_counter() - t0
+    model.train(was_training)
+    s = {k: float(v) for k, v in sums.items()}
+    n = int(s["n"])
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else math.nan
+
+    samples = None
+    if kept:
+        arrays = {k: np.concatenate(v) for k, v in kept.items()}
+        arrays["x"], arrays["x_adv"] = arrays["x"].astype(np.float32), arrays["x_adv"].astype(np.float32)
+        samples = AttackSamples(**arrays)
+    targeted = getattr(attack, "targeted", None)
+    return AttackResult(
+        attack=attack.label,
+        name=attack.name,
+        norm=norm_label(attack.norm),
+        eps=float(attack.eps),
+        targeted="" if targeted is None else str(targeted),
+        backend=getattr(attack, "backend", "native"),
+        precision=precision,
+        n=n,
+        clean_accuracy=ratio(s["clean"], n),
+        robust_accuracy=ratio(s["adv"], n),
+        success_rate=ratio(s["success"], s["eligible"]),
+        confidence_drop=ratio(s["drop"], n),
+        mean_iterations=ratio(s["iters"], s["tracked"]) if tracked_any else math.nan,
+        linf_mean=ratio(s["linf"], n),
+        linf_max=s["linf_max"] if n else math.nan,
+        l2_mean=ratio(s["l2"], n),
+        l2_max=s["l2_max"] if n else math.nan,
+        seconds=seconds,
+        images_per_second=ratio(n, seconds),
+        samples=samples,
+    )
