@@ -1,0 +1,120 @@
+"""Benchmark: robustood's OOD evaluation with three logit detectors vs one plain forward pass.
+
+Times, over the same ID + OOD images (random CIFAR-shaped tensors, untrained weights —
+speed does not depend on them):
+
+* ``forward``: one plain ``model(x)`` pass over every batch (the floor);
+* ``robustood``: ``run_ood(model, bundle, ["msp", "maxlogit", "energy"], …)`` — scoring,
+  ID accuracy and metrics, the three detectors sharing one forward pass (goal ≤ 1.1×);
+* ``pytorch-ood separately``: each of ``MaxSoftmax``, ``MaxLogit``, ``EnergyBased`` running
+  ``detector.predict(x)`` on every batch on its own (three forward passes).
+
+Prints medians over ``--repeats`` runs (after one warm-up) and ratios to ``forward``::
+
+    python benchmarks/bench_ood.py                                   # small CNN on CPU
+    python benchmarks/bench_ood.py --device cuda --model resnet18 --n 10000 --batch-size 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from pytorch_ood.detector import EnergyBased, MaxLogit, MaxSoftmax
+from torch.utils.data import TensorDataset
+
+from robustood.data import DatasetBundle, DatasetInfo
+from robustood.detectors import run_ood
+from robustood.inference import iter_batches
+from robustood.models import ZOO, build_model
+from robustood.report import render
+from robustood.utils import select_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
+    """Median wall time of each function; the runs are interleaved (round robin) so that load
+    from other processes affects every method alike."""
+    for fn in fns:
+        fn()  # warm-up (cuDNN autotuning, allocator, lazy imports)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto …")
+    parser.add_argument("--model", default=None, choices=list(ZOO), help="[default: small_cnn on CPU, resnet18 on GPU]")
+    parser.add_argument("--n", type=int, default=2000, help="images in total (half ID, half OOD)")
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    device = select_device(args.device)
+    arch = args.model or ("small_cnn" if device.type == "cpu" else "resnet18")
+    info = DatasetInfo("bench", (3, 32, 32), tuple(str(i) for i in range(10)), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    torch.manual_seed(0)
+    model = build_model(arch, info).to(device).eval()
+    half = args.n // 2
+    gen = torch.Generator().manual_seed(0)
+    id_set = TensorDataset(torch.rand((half, 3, 32, 32), generator=gen), torch.randint(0, 10, (half,), generator=gen))
+    ood_set = TensorDataset(torch.rand((args.n - half, 3, 32, 32), generator=gen), torch.full((args.n - half,), -1))
+    empty = TensorDataset(torch.empty(0, 3, 32, 32), torch.empty(0, dtype=torch.long))
+    bundle = DatasetBundle(info, train=empty, val=empty, test=id_set)
+    sets = (id_set, ood_set)
+
+    @torch.no_grad()
+    def forward() -> None:
+        for ds in sets:
+            for x, _ in iter_batches(ds, args.batch_size):
+                model(x.to(device, non_blocking=True)).cpu()
+
+    def robustood() -> None:
+        run_ood(
+            model,
+            bundle,
+            ["msp", "maxlogit", "energy"],
+            {"ood": ood_set},
+            device=device,
+            batch_size=args.batch_size,
+            progress=False,
+            calibrate=False,
+        )
+
+    detectors = [MaxSoftmax(model), MaxLogit(model), EnergyBased(model)]
+
+    @torch.no_grad()
+    def separately() -> None:
+        for det in detectors:
+            for ds in sets:
+                for x, _ in iter_batches(ds, args.batch_size):
+                    det.predict(x.to(device, non_blocking=True)).cpu()
+
+    t_fwd, t_rob, t_sep = _median_seconds([forward, robustood, separately], args.repeats, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    rows = [
+        {"method": "one forward pass", "median_s": t_fwd, "ratio_to_forward": 1.0},
+        {"method": "robustood run_ood (msp, maxlogit, energy)", "median_s": t_rob, "ratio_to_forward": t_rob / t_fwd},
+        {"method": "pytorch-ood, 3 detectors separately", "median_s": t_sep, "ratio_to_forward": t_sep / t_fwd},
+    ]
+    print(f"device {name}, model {arch}, {args.n} images (3x32x32), batch {args.batch_size}, {args.repeats} repeats")
+    print(render(rows), end="")
+    print(f"separately / robustood: {t_sep / t_rob:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
