@@ -231,6 +231,8 @@ def _plain(args: list[str], bundle: DatasetBundle) -> Objective:
 
 def objective_for(recipe: str, bundle: DatasetBundle) -> Objective:
     """Build the training objective a recipe string (``plain``, ``adv:fgsm:2/255`` …) names."""
+    from . import defenses as _defenses  # noqa: F401  (registers adv:, noise:, oe:; imported lazily)
+
     name, *args = recipe.strip().split(":")
     if name not in RECIPES:
         raise RobustoodError(f"unknown training recipe {recipe!r}; known: {', '.join(RECIPES)}")

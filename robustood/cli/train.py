@@ -1,4 +1,4 @@
-"""``robustood train``: train a zoo model on a dataset and cache it."""
+"""``robustood train``: train a zoo model on a dataset and cache it, plainly or with a defense recipe."""
 
 from __future__ import annotations
 
@@ -7,10 +7,61 @@ from pathlib import Path
 import click
 
 from ..data import load_dataset
+from ..errors import RobustoodError
 from ..models import ZOO, default_arch, save_checkpoint
 from ..train import TrainConfig, cached_model_path, pretrained
+from ..utils import parse_eps
 from . import main
 from .options import emit, output_options, progress_flag, with_logging
+
+
+def _eps_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_eps(value)
+    except RobustoodError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _recipe(
+    recipe: str | None,
+    adversarial: str | None,
+    eps: float | None,
+    weight: float,
+    share: float,
+    steps: int | None,
+    noise: float | None,
+    outlier_exposure: str | None,
+) -> str:
+    """The recipe string the options name (``plain`` when none)."""
+    from ..defenses import adversarial_recipe, noise_recipe, oe_recipe
+
+    chosen = [
+        flag
+        for flag, value in (
+            ("--recipe", recipe),
+            ("--adversarial", adversarial),
+            ("--noise", noise),
+            ("--outlier-exposure", outlier_exposure),
+        )
+        if value is not None
+    ]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of {', '.join(chosen)}, not several")
+    if eps is not None and adversarial is None and outlier_exposure != "adv":
+        raise click.UsageError("--eps applies to --adversarial or --outlier-exposure adv")
+    if steps is not None and adversarial != "pgd":
+        raise click.UsageError("--adv-steps applies to --adversarial pgd")
+    if recipe is not None:
+        return recipe.strip()
+    if adversarial is not None:
+        return adversarial_recipe(adversarial, 2 / 255 if eps is None else eps, weight=weight, share=share, steps=steps)
+    if noise is not None:
+        return noise_recipe(noise, weight=weight)
+    if outlier_exposure is not None:
+        return oe_recipe(outlier_exposure, eps=eps)
+    return "plain"
 
 
 @main.command()
@@ -43,6 +94,47 @@ from .options import emit, output_options, progress_flag, with_logging
     show_default=True,
     help="Stop after this many epochs without a better validation accuracy.",
 )
+@click.option(
+    "--adversarial",
+    type=click.Choice(["fgsm", "pgd"], case_sensitive=False),
+    default=None,
+    help="Adversarial training: examples made for every batch with this attack (recipe adv:ATTACK:EPS).",
+)
+@click.option(
+    "--eps",
+    callback=_eps_option,
+    default=None,
+    help="Budget of --adversarial [default: 2/255] or of --outlier-exposure adv [default: 8/255].",
+)
+@click.option(
+    "--adv-weight",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="w in loss = (1 - w)·clean + w·adversarial (also the weight of --noise).",
+)
+@click.option(
+    "--adv-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Share of each batch that is attacked, e.g. 0.1.",
+)
+@click.option("--adv-steps", type=click.IntRange(min=1), default=None, help="Steps of --adversarial pgd.")
+@click.option(
+    "--noise",
+    callback=_eps_option,
+    default=None,
+    metavar="EPS",
+    help="Random-noise augmentation baseline: ±EPS per pixel (recipe noise:EPS), e.g. 8/255.",
+)
+@click.option(
+    "--outlier-exposure",
+    type=click.Choice(["noise", "natural", "adv"], case_sensitive=False),
+    default=None,
+    help="Outlier exposure with these outliers (recipe oe:SOURCE).",
+)
+@click.option("--recipe", default=None, help="A training recipe string, e.g. adv:pgd:8/255:w=1:steps=7.")
 @click.option("--retrain", is_flag=True, help="Train again even if the cache holds this model.")
 @click.option(
     "--save",
@@ -73,6 +165,14 @@ def train(
     optimizer: str,
     train_batch_size: int,
     patience: int,
+    adversarial: str | None,
+    eps: float | None,
+    adv_weight: float,
+    adv_share: float,
+    adv_steps: int | None,
+    noise: float | None,
+    outlier_exposure: str | None,
+    recipe: str | None,
     retrain: bool,
     save: Path | None,
     cache_dir: Path | None,
@@ -88,13 +188,16 @@ def train(
     Examples:
       robustood train
       robustood train --dataset cifar10 --model resnet20 --epochs 30 --optimizer sgd --lr 0.05
+      robustood train --adversarial fgsm --eps 2/255 --adv-weight 0.5
+      robustood train --noise 8/255
+      robustood train --outlier-exposure noise
     """
+    recipe = _recipe(recipe, adversarial, eps, adv_weight, adv_share, adv_steps, noise, outlier_exposure)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     arch = (arch or default_arch(bundle.info)).lower()
     cfg = TrainConfig(
         epochs=epochs, lr=lr, batch_size=train_batch_size, optimizer=optimizer, patience=patience, seed=seed
     )
-    recipe = "plain"
     was_cached = cached_model_path(bundle, arch, recipe, seed, cache_dir).exists() and not retrain
     model, meta = pretrained(
         bundle,

@@ -1,0 +1,204 @@
+"""Feature squeezing and defensive distillation: known answers, detection on digits, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from robustood.cli import main
+from robustood.defenses import (
+    BitDepth,
+    FeatureSqueezingDetector,
+    MedianFilter,
+    Resample,
+    TemperatureScaled,
+    distil,
+    distillation_rows,
+    softmax_sharpness,
+    squeezing_rows,
+    temperature_cross_entropy,
+)
+from robustood.errors import NotFittedError, RobustoodError
+from robustood.train import TrainConfig
+
+# ----------------------------------------------------------------------------- squeezers
+
+
+def test_bit_depth_rounds_to_levels_like_numpy():
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for bits in (1, 3, 8):
+        levels = 2**bits - 1
+        expected = np.rint(x.numpy() * levels) / levels
+        np.testing.assert_allclose(BitDepth(bits)(x).numpy(), expected, atol=1e-6)
+    assert set(BitDepth(1)(x).unique().tolist()) <= {0.0, 1.0}
+
+
+def test_bit_depth_8_leaves_8_bit_images_unchanged():
+    x = torch.randint(0, 256, (2, 1, 8, 8), generator=torch.Generator().manual_seed(1)).float() / 255
+    assert torch.allclose(BitDepth(8)(x), x, atol=1e-6)
+
+
+def test_median_filter_and_resample_keep_constant_images_and_shapes():
+    x = torch.full((2, 3, 8, 8), 0.25)
+    x_img = torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(2))
+    for squeezer in (MedianFilter(2), MedianFilter(3), Resample(0.5)):
+        assert torch.allclose(squeezer(x), x, atol=1e-6), squeezer
+        out = squeezer(x_img)
+        assert out.shape == x_img.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    # a single bright pixel is an outlier in every 3×3 window: the median removes it
+    spike = torch.zeros(1, 1, 5, 5)
+    spike[0, 0, 2, 2] = 1.0
+    assert float(MedianFilter(3)(spike).abs().max()) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"bit_depth": 0},
+        {"bit_depth": 9},
+        {"bit_depth": 2.5},
+        {"threshold": -0.1},
+        {"threshold": 2.5},
+        {"fpr": 0.0},
+        {"fpr": 1.0},
+        {"resample": 1.5},
+        {"bit_depth": None, "median_window": None},
+    ],
+)
+def test_detector_rejects_bad_settings(kwargs):
+    with pytest.raises(RobustoodError) as err:
+        FeatureSqueezingDetector(**kwargs)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_detector_use_before_fit_raises(digits_tensors):
+    det = FeatureSqueezingDetector()
+    with pytest.raises(NotFittedError, match="fit"):
+        det.predict(digits_tensors[0][:4])
+
+
+def test_scores_are_l1_softmax_distances(digits, digits_model, digits_tensors):
+    x = digits_tensors[0][:64]
+    det = FeatureSqueezingDetector(bit_depth=3, median_window=2, threshold=1.0).fit(digits_model, digits.val)
+    scores = det.score(x)
+    assert scores.shape == (64,) and float(scores.min()) >= 0 and float(scores.max()) <= 2 + 1e-6
+    with torch.no_grad():
+        p = F.softmax(digits_model(x), 1)
+        expected = torch.stack(
+            [(p - F.softmax(digits_model(s(x)), 1)).abs().sum(1) for s in (BitDepth(3), MedianFilter(2))]
+        ).amax(0)
+    assert torch.allclose(scores, expected, atol=1e-5)
+    # a fixed threshold is kept as given; fpr_ is what it does on the fitting data
+    assert det.threshold_ == 1.0
+    assert det.fpr_ == pytest.approx(float((det.calibration_scores_ > 1.0).float().mean()))
+
+
+def test_detector_flags_fgsm_with_calibrated_false_positive_rate(digits, digits_model):
+    """Calibrated on the validation split for 5 % false positives; on the test split the false-positive
+    rate stays within a few points of it, and most FGSM examples at a generous eps are flagged."""
+    det = FeatureSqueezingDetector(bit_depth=2, median_window=None, fpr=0.05).fit(digits_model, digits.val)
+    assert det.fpr_ <= 0.05
+    (row,) = squeezing_rows(det, digits.test, [("fgsm", 32 / 255)])
+    assert abs(row["false_positive_rate"] - 0.05) <= 0.04
+    assert row["robust_accuracy"] < 0.5  # the attack works on the undefended model …
+    assert row["detection_rate"] > 0.5  # … and the detector flags most of its examples
+    assert row["detection_rate_successful"] > 0.5
+    assert row["squeezed_robust_accuracy"] > row["robust_accuracy"]
+    assert row["eps"] == "32/255" and row["attack"] == "fgsm"
+
+
+# ----------------------------------------------------------------------------- distillation
+
+
+def test_temperature_objective_is_cross_entropy_of_scaled_logits(digits_model, digits_tensors):
+    x, y = digits_tensors[0][:32], digits_tensors[1][:32]
+    loss, logits = temperature_cross_entropy(20)(digits_model, x, y)
+    assert torch.allclose(loss, F.cross_entropy(logits / 20, y))
+    assert torch.allclose(TemperatureScaled(digits_model, 4)(x), digits_model(x) / 4)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "hot"])
+def test_temperature_must_be_positive(bad, digits):
+    with pytest.raises(RobustoodError, match="temperature"):
+        temperature_cross_entropy(bad)
+    with pytest.raises(RobustoodError, match="temperature"):
+        distil(digits, temperature=bad)
+
+
+@pytest.fixture(scope="module")
+def distilled(digits):
+    return distil(digits, temperature=20, config=TrainConfig(epochs=6, patience=None), device="cpu", progress=False)
+
+
+def test_distilled_student_is_sharper_at_t1(distilled, digits_model, digits_tensors):
+    """The student learns the teacher's soft labels at T = 20 and answers at T = 1: its softmax is much
+    sharper than the soft labels it learnt from and than the plainly trained model's."""
+    x = digits_tensors[0]
+    student = softmax_sharpness(distilled.student, x, 1.0)
+    soft_labels = softmax_sharpness(distilled.teacher, x, distilled.temperature)
+    plain = softmax_sharpness(digits_model, x, 1.0)
+    assert student["mean_entropy"] < soft_labels["mean_entropy"] / 5
+    assert student["mean_entropy"] < plain["mean_entropy"]
+    assert student["mean_max_prob"] > max(soft_labels["mean_max_prob"], plain["mean_max_prob"])
+    # the student did learn the task from soft labels alone
+    with torch.no_grad():
+        acc = float((distilled.student(x).argmax(1) == digits_tensors[1]).float().mean())
+    assert acc > 0.8
+
+
+def test_distillation_table_exposes_gradient_masking(distilled, digits, digits_model):
+    rows = distillation_rows(digits_model, distilled, digits, [("fgsm", 32 / 255)], device="cpu", progress=False)
+    by = {(r["model"], r["attacked_through"].split(" ")[0]): r for r in rows}
+    assert len(rows) == 3
+    masked, exposed = by[("distilled", "softmax")], by[("distilled", "logits")]
+    assert masked["clean_accuracy"] == exposed["clean_accuracy"]  # same deployed student
+    # through its saturated softmax the student looks robust; through logits / T it is not
+    assert exposed["robust_accuracy"] < masked["robust_accuracy"] - 0.1
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["defend", "--defense", "distill", "--temperature", "0"],
+        ["defend", "--defense", "distill", "--temperature", "-3"],
+        ["defend", "--defense", "squeeze", "--bit-depth", "0"],
+        ["defend", "--defense", "squeeze", "--bit-depth", "9"],
+        ["defend", "--defense", "squeeze", "--threshold", "2.5"],
+        ["defend", "--defense", "squeeze", "--threshold", "1", "--fpr", "0.05"],
+        ["defend", "--defense", "squeeze", "--fpr", "5"],
+        ["defend", "--defense", "squeeze", "--attack", "nope"],
+        ["defend", "--defense", "squeeze", "--eps", "8"],
+        ["defend", "--defense", "mystery"],
+    ],
+)
+def test_defend_bad_input_exits_2_with_one_error_line(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1
+
+
+def test_defend_squeeze_prints_a_row_per_attack_and_eps(digits, digits_model, tmp_path):
+    from robustood.models import save_checkpoint
+
+    ckpt = save_checkpoint(digits_model, tmp_path / "digits.safetensors", digits.info, "small_cnn")
+    result = CliRunner().invoke(
+        main,
+        [
+            *("defend", "--defense", "squeeze", "--eps", "8/255,32/255", "--bit-depth", "2", "--median-window", "0"),
+            *("--model", str(ckpt), "--limit", "100", "--device", "cpu", "--quiet", "--format", "json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(result.output)
+    assert [r["eps"] for r in rows] == ["8/255", "32/255"]
+    assert all(0 <= r["detection_rate"] <= 1 and 0 <= r["false_positive_rate"] <= 1 for r in rows)
+    assert rows[1]["detection_rate"] >= rows[0]["detection_rate"]
