@@ -15,7 +15,9 @@ from .errors import (
     RobustoodError,
     UnsafeCheckpointError,
 )
+from .evaluate import evaluate
 from .models import ZOO, Classifier, Normalize, build_model, load_model
+from .report import Report, Row
 from .train import TrainConfig, fit, pretrained
 from .utils import parse_eps, parse_eps_list
 
@@ -30,11 +32,14 @@ __all__ = [
     "IncompatibleModelError",
     "Normalize",
     "NotFittedError",
+    "Report",
     "RobustoodError",
+    "Row",
     "TrainConfig",
     "UnsafeCheckpointError",
     "__version__",
     "build_model",
+    "evaluate",
     "fit",
     "load_dataset",
     "load_model",

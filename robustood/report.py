@@ -129,20 +129,30 @@ class Report:
             raise KeyError(f"{len(hits)} rows match model={model!r} metric={metric!r} {where}")
         return hits[0].value
 
-    def wide(self) -> list[dict[str, Any]]:
-        """The comparison matrix: one dict per model, one key per column (see :attr:`Row.column`)."""
-        out: dict[str, dict[str, Any]] = {}
-        for r in self.rows:
-            out.setdefault(r.model, {"model": r.model})[r.column] = r.value
+    def wide(self, metrics: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The comparison matrix: one dict per model, one key per column (see :attr:`Row.column`).
+
+        ``metrics`` keeps only those metrics' columns, grouped in the order given; ``None``
+        keeps all, in the rows' order.
+        """
+        rows = self.rows
+        if metrics is not None:
+            order = {m: i for i, m in enumerate(metrics)}
+            rows = sorted((r for r in rows if r.metric in order), key=lambda r: order[r.metric])
+        out: dict[str, dict[str, Any]] = {m: {"model": m} for m in self.models()}
+        for r in rows:
+            out[r.model][r.column] = r.value
         return list(out.values())
 
     # -- renderers
-    def table(self, fmt: str = "table") -> str:
-        """The comparison matrix as ``table``, ``markdown``, ``csv`` or ``json`` (one object per model)."""
-        return render(self.wide(), fmt)
+    def table(self, fmt: str = "table", metrics: Sequence[str] | None = None) -> str:
+        """The comparison matrix as ``table``, ``markdown``, ``csv`` or ``json`` (one object per model);
+        ``metrics`` selects the metrics shown (default: all)."""
+        return render(self.wide(metrics), fmt)
 
-    def to_markdown(self) -> str:
-        return self.table("markdown")
+    def to_markdown(self, metrics: Sequence[str] | None = None) -> str:
+        """The comparison matrix as a GitHub markdown table."""
+        return self.table("markdown", metrics)
 
     def to_csv(self) -> str:
         """The tidy rows as CSV (full precision)."""

@@ -53,8 +53,12 @@ class ResultStore:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             line = json.dumps({"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]})
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            with open(self.path, "ab+") as f:
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # a torn last line: end it, so this unit starts a line
+                        f.write(b"\n")
+                f.write((line + "\n").encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())
         return rows

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +239,30 @@ def objective_for(recipe: str, bundle: DatasetBundle) -> Objective:
     return RECIPES[name][0](args, bundle)
 
 
+def split_recipe(recipe: str) -> tuple[str, int | None]:
+    """Separate the training length from a recipe: ``adv:fgsm:2/255:epochs=15`` → ``("adv:fgsm:2/255", 15)``.
+
+    Every recipe takes ``epochs=N``: train for at most N epochs (early stopping still keeps
+    the best weights). The full string names the cached model, so runs of different
+    lengths never share a cache entry.
+    """
+    parts = [p.strip() for p in recipe.strip().split(":")]
+    epochs: int | None = None
+    kept = []
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == "epochs":
+            try:
+                epochs = int(value)
+            except ValueError:
+                epochs = 0
+            if epochs < 1:
+                raise RobustoodError(f"epochs in recipe {recipe!r} must be a positive integer, got {value!r}")
+        else:
+            kept.append(part)
+    return ":".join(kept), epochs
+
+
 def recipe_slug(recipe: str) -> str:
     """A file-name-safe form of a recipe string."""
     return re.sub(r"[^A-Za-z0-9.]+", "_", recipe.strip()).strip("_")
@@ -264,16 +288,20 @@ def pretrained(
 ) -> tuple[Classifier, dict[str, Any]]:
     """A zoo model trained on ``bundle`` with ``recipe``: loaded from the cache, or trained and cached.
 
-    Returns ``(model, metadata)``; metadata holds the recipe, epochs and test accuracy.
+    ``recipe`` may end in ``:epochs=N`` (see :func:`split_recipe`). Returns ``(model, metadata)``;
+    metadata holds the recipe, epochs and test accuracy.
     """
     arch = (arch or default_arch(bundle.info)).lower()
-    objective = objective_for(recipe, bundle)  # validates the recipe before any work
+    base, epochs = split_recipe(recipe)
+    objective = objective_for(base, bundle)  # validates the recipe before any work
     path = cached_model_path(bundle, arch, recipe, seed, cache)
     dev = select_device(device)
     if path.exists() and not retrain:
         model, meta = load_checkpoint(path)
         return model.to(dev).eval(), meta
     cfg = config or TrainConfig(seed=seed)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
     seed_everything(seed)
     model = build_model(arch, bundle.info)
     result = fit(

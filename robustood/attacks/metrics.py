@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -139,6 +139,8 @@ def run_attack(
     keep: int | bool = 0,
     precision: str = "fp32",
     class_names: Sequence[str] | None = None,
+    clean_logits: torch.Tensor | None = None,
+    on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> AttackResult:
     """Attack every input of ``dataset`` (a bundle's test split, a dataset of ``(image, label)``
     or ``(x, y)`` tensors) and measure the attack.
@@ -148,6 +150,12 @@ def run_attack(
     by name is resolved with the bundle's (or ``class_names``) classes. Raises
     :class:`~robustood.errors.IncompatibleModelError` when the model's outputs do not match
     the dataset's classes.
+
+    ``clean_logits`` (``N×K``, in dataset order) are the model's logits on the clean inputs
+    when a caller has them already (:func:`robustood.evaluate` computes them once per
+    model); the clean forward pass is then skipped. ``on_batch(x, y, x_adv, logits_adv)``
+    is called for every batch on the device, so other consumers (detectors, the squeezing
+    defense) share the adversarial examples instead of generating them again.
     """
     dev = select_device(device)
     ds, info = _as_dataset(dataset)
@@ -163,6 +171,9 @@ def run_attack(
     sums.update({k: zero.clone() for k in ("linf", "l2", "linf_max", "l2_max")})
     kept: dict[str, list[np.ndarray]] = {}
     have_kept = 0
+    seen = 0
+    if clean_logits is not None and len(clean_logits) != len(ds):  # type: ignore[arg-type]
+        raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(ds)} inputs")  # type: ignore[arg-type]
     tracked_any = False
     total = -(-len(ds) // batch_size)  # type: ignore[arg-type]
     was_training = model.training
@@ -181,8 +192,12 @@ def run_attack(
                 raise RobustoodError(f"labels must be class indices 0..{len(names or []) - 1}, got {int(y.min())}…")
             x = x.to(dev, non_blocking=True).float()
             y = y.to(dev, non_blocking=True).long()
-            with torch.no_grad():
-                logits = model(x).float()
+            if clean_logits is not None:
+                logits = clean_logits[seen : seen + len(y)].to(dev, non_blocking=True).float()
+            else:
+                with torch.no_grad():
+                    logits = model(x).float()
+            seen += len(y)
             k = logits.shape[1]
             if names is not None and k != len(names):
                 raise IncompatibleModelError(
@@ -191,6 +206,8 @@ def run_attack(
             out = attack.generate(model, x, y)
             with torch.no_grad():
                 logits_adv = model(out.x_adv).float()
+                if on_batch is not None:
+                    on_batch(x, y, out.x_adv, logits_adv)
                 p = logits.softmax(1).gather(1, y[:, None])[:, 0]
                 p_adv = logits_adv.softmax(1).gather(1, y[:, None])[:, 0]
                 pred, pred_adv = logits.argmax(1), logits_adv.argmax(1)

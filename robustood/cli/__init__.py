@@ -47,6 +47,7 @@ def main() -> None:
 
 # Importing the command modules registers their commands on ``main``.
 from . import attack as _attack  # noqa: E402,F401
+from . import compare as _compare  # noqa: E402,F401
 from . import defend as _defend  # noqa: E402,F401
 from . import info as _info  # noqa: E402,F401
 from . import ood as _ood  # noqa: E402,F401

@@ -28,7 +28,15 @@ from .base import OODDetector, batches, extract_features, feature_split, make_de
 from .metrics import calibrate_threshold, ood_metrics
 from .scores import ID_SET, save_scores
 
-__all__ = ["DEFAULT_DETECTORS", "DEFAULT_OOD", "AdversarialInputs", "OODResult", "resolve_ood_sets", "run_ood"]
+__all__ = [
+    "DEFAULT_DETECTORS",
+    "DEFAULT_OOD",
+    "AdversarialInputs",
+    "OODResult",
+    "resolve_ood_sets",
+    "run_ood",
+    "score_batch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +135,36 @@ def _fit(
             d.fit(model, bundle.train, device, batch_size=batch_size, progress=progress)
 
 
+def score_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    detectors: Sequence[OODDetector],
+    *,
+    logits: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every detector's scores ``[B]`` (on the device) for one batch, and the batch's logits.
+
+    Logit and feature detectors share one forward pass (``model.features`` then
+    ``model.head`` when any detector needs features); ``logits`` already computed by the
+    caller are reused when no detector needs features. Input detectors run their own pass.
+    """
+    split = feature_split(model) if any(d.kind == "features" for d in detectors) else None
+    with torch.no_grad():
+        if split is not None:
+            z = split[0](x)
+            logits = split[1](z)
+        else:
+            z = None
+            if logits is None:
+                logits = model(x)
+        out = [d.score_cached(logits, z) if d.kind in ("logits", "features") else None for d in detectors]
+    for i, d in enumerate(detectors):
+        if d.kind == "input":
+            with torch.enable_grad():
+                out[i] = d.score(model, x).detach()
+    return out, logits  # type: ignore[return-value]
+
+
 def _stream(
     model: nn.Module,
     data: OODSet,
@@ -137,14 +175,14 @@ def _stream(
     batch_size: int,
     progress: bool | None,
     desc: str,
-) -> tuple[list[torch.Tensor], int]:
-    """Scores ``[N]`` (CPU) per detector and the number of correct predictions, batch by batch."""
-    shared = [i for i, d in enumerate(detectors) if d.kind in ("logits", "features")]
-    own = [i for i, d in enumerate(detectors) if d.kind == "input"]
-    split = feature_split(model) if any(d.kind == "features" for d in detectors) else None
+    keep_logits: bool = False,
+) -> tuple[list[torch.Tensor], int, torch.Tensor | None]:
+    """Scores ``[N]`` (CPU) per detector, the number of correct predictions and, if asked,
+    the logits ``N×K`` (CPU), batch by batch."""
     attack = data.attack if isinstance(data, AdversarialInputs) else None
     source = data.source if isinstance(data, AdversarialInputs) else data
     out: list[list[torch.Tensor]] = [[] for _ in detectors]
+    kept: list[torch.Tensor] = []
     correct = 0
     total = -(-len(source) // batch_size)  # type: ignore[arg-type]
     for x, y in tqdm(batches(source, batch_size), desc=desc, total=total, leave=False, disable=_off(progress)):
@@ -154,18 +192,14 @@ def _stream(
         if attack is not None:
             with torch.enable_grad():
                 x = attack(model, x, y.to(device)).detach()
-        with torch.no_grad():
-            if split is not None:
-                z = split[0](x)
-                logits = split[1](z)
-            else:
-                z, logits = None, model(x)
-            correct += int((logits.argmax(1).cpu() == y).sum())
-            for i in shared:
-                out[i].append(detectors[i].score_cached(logits, z).float().cpu())
-        for i in own:
-            out[i].append(detectors[i].score(model, x).detach().float().cpu())
-    return [torch.cat(o) if o else torch.empty(0) for o in out], correct
+        scores, logits = score_batch(model, x, detectors)
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        if keep_logits:
+            kept.append(logits.float().cpu())
+        for i, s in enumerate(scores):
+            out[i].append(s.float().cpu())
+    logits_all = torch.cat(kept) if kept else None
+    return [torch.cat(o) if o else torch.empty(0) for o in out], correct, logits_all
 
 
 def _off(progress: bool | None) -> bool | None:
@@ -236,9 +270,9 @@ def run_ood(
 
     thresholds: dict[str, float] = {}
     if calibrate and len(bundle.val) > 0:  # type: ignore[arg-type]
-        val_scores, _ = _stream(model, bundle.val, dets, desc="ood: ID val", **kw)
+        val_scores, _, _ = _stream(model, bundle.val, dets, desc="ood: ID val", **kw)
         thresholds = {lab: calibrate_threshold(s) for lab, s in zip(labels, val_scores, strict=True)}
-    id_scores, correct = _stream(model, bundle.test, dets, desc="ood: ID test", **kw)
+    id_scores, correct, _ = _stream(model, bundle.test, dets, desc="ood: ID test", **kw)
     id_accuracy = correct / len(id_scores[0])
     scores: dict[str, dict[str, np.ndarray]] = {ID_SET: {}}
     for lab, s in zip(labels, id_scores, strict=True):
@@ -246,7 +280,7 @@ def run_ood(
 
     rows: list[dict[str, Any]] = []
     for set_name, ds in ood_sets.items():
-        ood_scores, _ = _stream(model, ds, dets, desc=f"ood: {set_name}", **kw)
+        ood_scores, _, _ = _stream(model, ds, dets, desc=f"ood: {set_name}", **kw)
         scores[set_name] = {}
         for lab, s_id, s_ood in zip(labels, id_scores, ood_scores, strict=True):
             m = ood_metrics(s_id, s_ood, threshold=thresholds.get(lab))
