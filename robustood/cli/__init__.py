@@ -33,6 +33,10 @@ Examples:
   robustood train                         train (and cache) the default digits model
   robustood datasets                      list datasets and OOD sources
   robustood models                        list zoo architectures and cached models
+  robustood attack --eps 0,4/255,8/255    accuracy vs eps under FGSM (add --attack pgd, --plots DIR)
+  robustood ood --detector msp            MSP against noise and natural images
+  robustood defend --defense squeeze      feature squeezing vs the undefended model
+  robustood compare                       plain vs adversarially trained: robust accuracy and OOD AUROC
 """
 
 
