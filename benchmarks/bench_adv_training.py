@@ -124,6 +124,11 @@ def main() -> None:
         f"repeats={args.repeats} (medians)"
     )
     print(render(rows, "table", floatfmt=".3f"), end="")
+    if device.type != "cuda":
+        print(
+            "on a GPU: python benchmarks/bench_adv_training.py --device cuda --model resnet18 "
+            "--n 10000 --batch-size 500"
+        )
 
 
 if __name__ == "__main__":

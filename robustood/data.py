@@ -538,7 +538,7 @@ def load_ood(
         if n is not None and n < len(test):  # type: ignore[arg-type]
             test = Subset(test, range(n))
         return OODDataset(test, shape)
-    known = [k for k in OOD_SOURCES if "|" not in k] + sorted(k for k in DATASETS)
+    known = list(dict.fromkeys([k for k in OOD_SOURCES if "|" not in k] + sorted(DATASETS)))
     raise RobustoodError(f"unknown OOD source {spec!r}; known: {', '.join(known)}, adv:ATTACK:EPS")
 
 

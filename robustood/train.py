@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,10 +268,45 @@ def recipe_slug(recipe: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", recipe.strip()).strip("_")
 
 
+def config_slug(config: TrainConfig | None, recipe: str = "plain") -> str:
+    """The training settings of ``config`` that differ from :class:`TrainConfig`'s defaults,
+    file-name-safe (``""`` when there are none): ``epochs3_lr0.05_optimizersgd``.
+
+    The seed is named on its own in the cache key, and epochs given in the recipe
+    (``plain:epochs=15``) replace ``config.epochs``, so neither is repeated here.
+    """
+    if config is None:
+        return ""
+    defaults = TrainConfig()
+    recipe_epochs = split_recipe(recipe)[1]
+    parts = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name == "seed" or (f.name == "epochs" and recipe_epochs is not None) or value == getattr(defaults, f.name):
+            continue
+        parts.append(
+            f"{f.name.replace('_', '')}{value:g}" if isinstance(value, float) else f"{f.name.replace('_', '')}{value}"
+        )
+    return recipe_slug("_".join(parts))
+
+
 def cached_model_path(
-    bundle: DatasetBundle, arch: str, recipe: str = "plain", seed: int = 0, cache: str | Path | None = None
+    bundle: DatasetBundle,
+    arch: str,
+    recipe: str = "plain",
+    seed: int = 0,
+    cache: str | Path | None = None,
+    config: TrainConfig | None = None,
 ) -> Path:
-    return cache_dir(cache) / "models" / f"{bundle.info.key}-{arch}-{recipe_slug(recipe)}-s{seed}.safetensors"
+    """Where the model cache keeps ``arch`` trained on ``bundle`` with ``recipe``, ``seed`` and ``config``.
+
+    Every setting that changes the trained weights is in the name, so models trained
+    differently never share an entry: ``digits-small_cnn-adv_fgsm_2_255-s0.safetensors``,
+    ``digits-small_cnn-plain-epochs3-s0.safetensors`` (a non-default ``config``).
+    """
+    settings = config_slug(config, recipe)
+    name = f"{bundle.info.key}-{arch}-{recipe_slug(recipe)}{'-' + settings if settings else ''}-s{seed}"
+    return cache_dir(cache) / "models" / f"{name}.safetensors"
 
 
 def pretrained(
@@ -294,7 +329,7 @@ def pretrained(
     arch = (arch or default_arch(bundle.info)).lower()
     base, epochs = split_recipe(recipe)
     objective = objective_for(base, bundle)  # validates the recipe before any work
-    path = cached_model_path(bundle, arch, recipe, seed, cache)
+    path = cached_model_path(bundle, arch, recipe, seed, cache, config)
     dev = select_device(device)
     if path.exists() and not retrain:
         model, meta = load_checkpoint(path)

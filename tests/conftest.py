@@ -6,8 +6,10 @@ Nothing here touches the network; models are trained on the embedded digits set 
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from robustood.data import load_dataset
+from robustood.models import save_checkpoint
 from robustood.train import TrainConfig, pretrained
 
 
@@ -45,3 +47,17 @@ def digits_tensors(digits):
     from robustood.data import stack_dataset
 
     return stack_dataset(digits.test)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(digits, digits_model, tmp_path_factory):
+    """The session's digits model as a safetensors checkpoint, for ``--model PATH``."""
+    return save_checkpoint(
+        digits_model, tmp_path_factory.mktemp("ckpt") / "digits.safetensors", digits.info, "small_cnn"
+    )
+
+
+@pytest.fixture
+def runner():
+    """A click test runner."""
+    return CliRunner()

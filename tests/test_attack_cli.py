@@ -7,25 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from robustood.cli import main
 from robustood.models import save_checkpoint
 from robustood.train import cached_model_path
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(digits, digits_model, tmp_path_factory):
-    return save_checkpoint(
-        digits_model, tmp_path_factory.mktemp("ckpt") / "digits.safetensors", digits.info, "small_cnn"
-    )
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def _attack(runner, checkpoint, *args):
@@ -39,7 +26,66 @@ def test_default_model_from_cache_prints_a_table(runner, digits, digits_model):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "robust_accuracy" in lines[0] and "success_rate" in lines[0]
-    assert [ln.split()[2] for ln in lines[2:]] == ["fgsm-linf", "pgd-linf"]
+    assert [ln.split()[:2] for ln in lines[2:]] == [["fgsm-linf", "2/255"], ["pgd-linf", "2/255"]]
+
+
+def test_model_may_be_a_training_recipe(runner, tmp_path):
+    """``--model adv:fgsm:8/255:epochs=1`` trains that model once, caches it and labels the rows with the recipe."""
+    args = ["attack", "--model", "adv:fgsm:8/255:epochs=1", "--eps", "8/255", "--attack", "fgsm", "--limit", "32"]
+    args += ["--cache-dir", str(tmp_path), "--quiet", "--device", "cpu", "--format", "json"]
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    rows = json.loads(first.stdout)
+    assert [r["model"] for r in rows] == ["adv:fgsm:8/255:epochs=1"]
+    cached = [p.name for p in (tmp_path / "models").glob("*.safetensors")]
+    assert cached == ["digits-small_cnn-adv_fgsm_8_255_epochs_1-s0.safetensors"]
+    again = runner.invoke(main, args)  # from the cache: the same numbers
+    assert again.exit_code == 0 and json.loads(again.stdout)[0]["robust_accuracy"] == rows[0]["robust_accuracy"]
+
+
+def test_unknown_model_is_one_error_line(runner):
+    for model, message in [("adv:nope:8/255", "unknown attack 'nope'"), ("nonsense", "unknown model 'nonsense'")]:
+        result = runner.invoke(main, ["attack", "--model", model, "--quiet", "--device", "cpu"])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert [line for line in result.output.splitlines() if line.startswith("Error:")] == [
+            next(line for line in result.output.splitlines() if message in line)
+        ]
+
+
+HEADLINE = [
+    "attack",
+    "eps",
+    "clean_accuracy",
+    "robust_accuracy",
+    "success_rate",
+    "confidence_drop",
+    "mean_iterations",
+    "linf_mean",
+    "l2_mean",
+    "images_per_second",
+]
+
+
+@pytest.mark.parametrize(("targeted", "extra"), [((), []), (("--targeted", "least-likely"), ["targeted"])])
+def test_table_shows_headline_columns_and_json_keeps_all(runner, checkpoint, targeted, extra):
+    args = ["--attack", "fgsm,pgd", "--eps", "8/255", "--steps", "2", "--limit", "32", *targeted]
+    table = _attack(runner, checkpoint, *args)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    expected = HEADLINE[:2] + extra + HEADLINE[2:]
+    assert lines[0].split() == expected
+    markdown = _attack(runner, checkpoint, *args, "--format", "markdown").stdout.splitlines()
+    assert [c.strip() for c in markdown[0].strip("|").split("|")] == expected
+    rows = json.loads(_attack(runner, checkpoint, *args, "--format", "json").stdout)
+    assert {"dataset", "model", "eps", "eps_text", "n", "linf_max", "l2_max", "seconds"} <= set(rows[0])
+    csv_header = _attack(runner, checkpoint, *args, "--format", "csv").stdout.splitlines()[0].split(",")
+    assert csv_header == list(rows[0])
+    for line, r in zip(lines[2:], rows, strict=True):  # the table shows json's numbers (4 decimals)
+        cells = line.split()
+        assert cells[0] == r["attack"] and cells[1] == r["eps_text"] == "8/255"
+        shown = dict(zip(expected[2 + len(extra) :], cells[2 + len(extra) :], strict=True))
+        for key in ("clean_accuracy", "robust_accuracy", "success_rate", "confidence_drop", "linf_mean", "l2_mean"):
+            assert shown[key] == f"{r[key]:.4f}"
 
 
 def test_table_and_json_agree_over_eps(runner, checkpoint):
@@ -120,9 +166,11 @@ def test_targeted_by_class_name(runner, checkpoint):
     ("args", "message"),
     [
         (["--eps", "-1"], "eps must be in [0, 1]"),
+        (["--eps=-1/255"], "eps must be in [0, 1]"),
         (["--eps", "2"], "did you mean 2/255"),
         (["--attack", "cw"], "known attacks: fgsm, bim, pgd, ddn"),
         (["--targeted", "cat"], "classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9"),
+        (["--targeted", "12"], "use an index 0..9"),
         (["--attack", "ddn"], "--norm 2"),
         (["--precision", "bf16"], "bf16 needs a CUDA device"),
         (["--save-adv", "adv.txt"], "use a .npz file name"),
@@ -132,6 +180,7 @@ def test_targeted_by_class_name(runner, checkpoint):
 def test_bad_values_exit_2_with_one_error_line(runner, checkpoint, args, message):
     result = _attack(runner, checkpoint, "--limit", "8", *args)
     assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
     errors = [ln for ln in result.output.splitlines() if ln.startswith("Error")]
     assert len(errors) == 1 and message in errors[0]
 

@@ -374,6 +374,14 @@ def test_run_attack_rejects_a_model_with_other_classes(digits):
         run_attack(model, digits.limited(16), build_attack("fgsm", eps=0.1), device="cpu", progress=False)
 
 
+def test_run_attack_on_tensors_rejects_labels_beyond_the_model_outputs(digits_tensors):
+    """Without a dataset's class list the labels bound the classes: a clear error, not an IndexError."""
+    x, y = digits_tensors
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with pytest.raises(IncompatibleModelError, match="outputs 3 classes but the labels go up to 9"):
+        run_attack(model, (x[:32], y[:32]), build_attack("fgsm", eps=0.1), device="cpu", progress=False)
+
+
 def test_run_attack_keeps_samples_and_rows(digits_model, digits):
     res = run_attack(
         digits_model, digits.limited(40), build_attack("fgsm", eps=0.1), device="cpu", batch_size=16, keep=20

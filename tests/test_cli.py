@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from robustood.cli import main
 from robustood.cli.options import EpsList
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def test_every_command_has_help(runner):
@@ -38,7 +32,11 @@ def test_train_digits_table_and_json_agree(runner, tmp_path):
     rows = json.loads(runner.invoke(main, [*args, "--format", "json"]).output)
     assert len(rows) == 1 and rows[0]["source"] == "cache" and rows[0]["epochs"] == 3
     assert f"{rows[0]['test_accuracy']:.4f}" in table.output
-    assert (tmp_path / "models" / "digits-small_cnn-plain-s0.safetensors").exists()
+    # trained with a non-default length: cached under its own name, never mistaken for the default model
+    assert [p.name for p in (tmp_path / "models").glob("*.safetensors")] == [
+        "digits-small_cnn-plain-epochs3-s0.safetensors"
+    ]
+    assert rows[0]["checkpoint"].endswith("digits-small_cnn-plain-epochs3-s0.safetensors")
 
 
 def test_train_save_and_out(runner, tmp_path):

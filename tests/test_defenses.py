@@ -188,13 +188,11 @@ def test_defend_squeeze_prints_a_row_per_attack_and_eps(digits, digits_model, tm
     from robustood.models import save_checkpoint
 
     ckpt = save_checkpoint(digits_model, tmp_path / "digits.safetensors", digits.info, "small_cnn")
-    result = CliRunner().invoke(
-        main,
-        [
-            *("defend", "--defense", "squeeze", "--eps", "8/255,32/255", "--bit-depth", "2", "--median-window", "0"),
-            *("--model", str(ckpt), "--limit", "100", "--device", "cpu", "--quiet", "--format", "json"),
-        ],
-    )
+    args = [
+        *("defend", "--defense", "squeeze", "--eps", "8/255,32/255", "--bit-depth", "2", "--median-window", "0"),
+        *("--model", str(ckpt), "--limit", "100", "--device", "cpu", "--quiet"),
+    ]
+    result = CliRunner().invoke(main, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
     import json
 
@@ -202,3 +200,13 @@ def test_defend_squeeze_prints_a_row_per_attack_and_eps(digits, digits_model, tm
     assert [r["eps"] for r in rows] == ["8/255", "32/255"]
     assert all(0 <= r["detection_rate"] <= 1 and 0 <= r["false_positive_rate"] <= 1 for r in rows)
     assert rows[1]["detection_rate"] >= rows[0]["detection_rate"]
+    assert {"dataset", "base_model", "defense", "detection_rate_successful"} <= set(rows[0])
+    # the table shows the headline columns with json's numbers
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 0, table.output
+    header, _, *lines = table.output.splitlines()
+    numbers = ["threshold", "false_positive_rate", "detection_rate", "clean_accuracy", "squeezed_clean_accuracy"]
+    numbers += ["robust_accuracy", "squeezed_robust_accuracy"]
+    assert header.split() == ["attack", "eps", *numbers]
+    for line, r in zip(lines, rows, strict=True):
+        assert line.split() == [r["attack"], r["eps"], *(f"{r[k]:.4f}" for k in numbers)]

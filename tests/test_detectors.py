@@ -13,6 +13,7 @@ from sklearn.metrics import auc, precision_recall_curve, roc_auc_score, roc_curv
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
+from robustood.data import stack_dataset
 from robustood.detectors import (
     DETECTORS,
     AdversarialInputs,
@@ -261,10 +262,24 @@ def test_adversarial_inputs_are_generated_per_batch(digits, digits_model):
 
 
 def test_adv_spec_uses_robustood_attacks(digits, digits_model):
-    pytest.importorskip("robustood.attacks", reason="robustood.attacks is not built yet")
-    sets = resolve_ood_sets(["adv:fgsm:2/255"], digits, n=64)
-    result = run_ood(digits_model, digits, ["msp"], sets, progress=False, calibrate=False)
-    assert result.rows[0]["ood_set"] == "adv:fgsm:2/255" and result.rows[0]["n_ood"] == 64
+    from robustood.attacks import Attack, build_attack
+
+    sets = resolve_ood_sets(["adv:fgsm:2/255", "adv:pgd:64/255:steps=3"], digits, n=64)
+    fgsm = sets["adv:fgsm:2/255"]
+    assert isinstance(fgsm, AdversarialInputs) and isinstance(fgsm.attack, Attack)
+    assert fgsm.attack == build_attack("fgsm", eps=2 / 255)
+    assert sets["adv:pgd:64/255:steps=3"].attack == build_attack("pgd", eps=64 / 255, steps=3)
+    result = run_ood(digits_model, digits, ["msp"], sets, progress=False, calibrate=False, keep_scores=True)
+    rows = {r["ood_set"]: r for r in result.rows}
+    assert rows["adv:fgsm:2/255"]["n_ood"] == rows["adv:pgd:64/255:steps=3"]["n_ood"] == 64
+    # the scores are MSP of the first 64 test images attacked with robustood's FGSM (deterministic)
+    x, y = stack_dataset(Subset(digits.test, range(64)))
+    x_adv = build_attack("fgsm", eps=2 / 255)(digits_model, x, y)
+    with torch.no_grad():
+        expected = -digits_model(x_adv).softmax(1).amax(1).double().numpy()
+        clean = -digits_model(x).softmax(1).amax(1).double().numpy()
+    np.testing.assert_allclose(result.scores["adv:fgsm:2/255"]["msp"], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, clean)
 
 
 def _fake_attacks(calls: list[str]):

@@ -5,25 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from robustood.cli import main
 from robustood.data import load_dataset
 from robustood.detectors import load_scores, ood_metrics
-from robustood.models import save_checkpoint
 from robustood.train import TrainConfig, pretrained
-
-
-@pytest.fixture(scope="module")
-def checkpoint(digits, digits_model, tmp_path_factory):
-    return save_checkpoint(
-        digits_model, tmp_path_factory.mktemp("ckpt") / "digits.safetensors", digits.info, "small_cnn"
-    )
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def _ood(runner, checkpoint, *args):
@@ -40,8 +26,12 @@ def test_table_and_json_agree(runner, checkpoint):
         (d, s) for s in ("noise", "natural") for d in ("msp", "energy", "mahalanobis")
     ]
     assert all(r["n_ood"] == 80 and r["n_id"] == 360 for r in rows)
-    for r in rows:
-        assert f"{r['auroc']:.4f}" in table.output
+    header, _, *lines = table.output.splitlines()
+    metrics = ["auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "detection_accuracy", "id_accuracy"]
+    assert header.split() == ["detector", "ood_set", *metrics]  # csv / json add dataset, model, n_id, n_ood
+    for line, r in zip(lines, rows, strict=True):
+        assert line.split() == [r["detector"], r["ood_set"], *(f"{r[m]:.4f}" for m in metrics)]
+    assert {"dataset", "model", "n_id", "n_ood"} <= set(rows[0])
     assert min(r["auroc"] for r in rows if r["ood_set"] == "noise") > 0.85
 
 
@@ -96,7 +86,7 @@ def test_heldout_uses_the_reduced_dataset(runner, tmp_path):
         (["--ood", "noise,,natural"], "comma-separated"),
         (["--ood", "heldout:x"], "heldout:K"),
         (["--ood", "heldout:2,heldout:3"], "one heldout:K"),
-        (["--ood", "martians"], "unknown OOD source"),
+        (["--ood", "martians"], "known: noise, gaussian, natural, heldout:K, cifar100, cifar10, digits,"),
         (["--save-scores", "scores.txt"], ".npz or .csv"),
         (["--ood-size", "0"], "ood-size"),
     ],
@@ -104,7 +94,8 @@ def test_heldout_uses_the_reduced_dataset(runner, tmp_path):
 def test_bad_values_exit_2(runner, checkpoint, args, message):
     result = _ood(runner, checkpoint, *args)
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("Error")]
+    assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.output
 
 

@@ -6,7 +6,7 @@ import torch
 from robustood.errors import RobustoodError
 from robustood.inference import accuracy
 from robustood.models import build_model
-from robustood.train import TrainConfig, cached_model_path, fit, get_model, pretrained
+from robustood.train import TrainConfig, cached_model_path, config_slug, fit, get_model, pretrained
 
 
 def test_default_digits_model_reaches_95_percent(digits, digits_model):
@@ -16,7 +16,7 @@ def test_default_digits_model_reaches_95_percent(digits, digits_model):
 def test_pretrained_is_cached_and_reused(digits, tmp_path, monkeypatch):
     cfg = TrainConfig(epochs=2, patience=None)
     model, meta = pretrained(digits, "small_cnn", cache=tmp_path, config=cfg, progress=False)
-    path = cached_model_path(digits, "small_cnn", "plain", 0, tmp_path)
+    path = cached_model_path(digits, "small_cnn", "plain", 0, tmp_path, cfg)
     assert path.exists() and meta["epochs"] == 2 and not path.with_suffix(".state.pt").exists()
 
     import robustood.train as train_mod
@@ -28,6 +28,32 @@ def test_pretrained_is_cached_and_reused(digits, tmp_path, monkeypatch):
     again, meta2 = pretrained(digits, "small_cnn", cache=tmp_path, config=cfg, progress=False)
     x = torch.rand(5, 1, 8, 8)
     assert torch.equal(again(x), model(x)) and meta2["test_accuracy"] == pytest.approx(meta["test_accuracy"])
+
+
+def test_cache_key_names_every_setting_that_changes_the_weights(digits, tmp_path):
+    def name(recipe="plain", seed=0, config=None):
+        return cached_model_path(digits, "small_cnn", recipe, seed, tmp_path, config).name
+
+    assert (
+        name()
+        == name(config=TrainConfig())
+        == name(config=TrainConfig(seed=3))
+        == "digits-small_cnn-plain-s0.safetensors"
+    )
+    assert name(seed=3) == "digits-small_cnn-plain-s3.safetensors"
+    assert name(config=TrainConfig(epochs=3)) == "digits-small_cnn-plain-epochs3-s0.safetensors"
+    assert name("plain:epochs=3") == name("plain:epochs=3", config=TrainConfig(epochs=7))  # the recipe's epochs win
+    assert config_slug(TrainConfig(lr=0.05, optimizer="sgd", patience=None)) == "lr0.05_optimizersgd_patienceNone"
+    assert len({name(config=TrainConfig(lr=lr)) for lr in (1e-3, 1e-2, 0.05)}) == 3
+
+
+def test_models_trained_with_other_settings_are_not_reused(digits, tmp_path):
+    one = TrainConfig(epochs=1)
+    two = TrainConfig(epochs=2, patience=None)
+    _, meta_one = pretrained(digits, "small_cnn", cache=tmp_path, config=one, progress=False)
+    _, meta_two = pretrained(digits, "small_cnn", cache=tmp_path, config=two, progress=False)
+    assert (meta_one["epochs"], meta_two["epochs"]) == (1, 2)
+    assert meta_one["path"] != meta_two["path"] and len(list((tmp_path / "models").glob("*.safetensors"))) == 2
 
 
 def test_same_seed_same_weights(digits):

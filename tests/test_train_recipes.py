@@ -197,6 +197,9 @@ def test_train_cli_adversarial_names_the_recipe():
         ["train", "--eps", "2/255"],
         ["train", "--outlier-exposure", "ocean"],
         ["train", "--recipe", "adv:fgsm:2/255:w=3"],
+        ["train", "--adv-weight", "0.3"],
+        ["train", "--outlier-exposure", "noise", "--adv-weight", "0.3"],
+        ["train", "--noise", "8/255", "--adv-share", "0.5"],
     ],
 )
 def test_train_cli_bad_input_exits_2_with_one_error_line(args):

@@ -188,7 +188,8 @@ def run_attack(
             leave=False,
             disable=None if progress is None else not progress,
         ):
-            if len(y) and (int(y.min()) < 0 or (names is not None and int(y.max()) >= len(names))):
+            y_max = int(y.max()) if len(y) else -1
+            if len(y) and (int(y.min()) < 0 or (names is not None and y_max >= len(names))):
                 raise RobustoodError(f"labels must be class indices 0..{len(names or []) - 1}, got {int(y.min())}…")
             x = x.to(dev, non_blocking=True).float()
             y = y.to(dev, non_blocking=True).long()
@@ -202,6 +203,11 @@ def run_attack(
             if names is not None and k != len(names):
                 raise IncompatibleModelError(
                     f"the model outputs {k} classes but the dataset has {len(names)} ({', '.join(names)})"
+                )
+            if y_max >= k:
+                raise IncompatibleModelError(
+                    f"the model outputs {k} classes but the labels go up to {y_max}; "
+                    "use a model trained on this dataset's classes"
                 )
             out = attack.generate(model, x, y)
             with torch.no_grad():

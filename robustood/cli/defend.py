@@ -9,10 +9,10 @@ import click
 
 from ..data import load_dataset
 from ..models import ZOO
-from ..train import TrainConfig, get_model
+from ..train import TrainConfig
 from ..utils import select_device
 from . import main
-from .options import EpsList, common_options, emit, progress_flag, with_logging
+from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
 
 ATTACK_CHOICES = ("fgsm", "pgd", "bim")
 
@@ -24,6 +24,25 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
         raise click.BadParameter(f"use one or more of {', '.join(ATTACK_CHOICES)} (comma-separated)", ctx, param)
     return list(dict.fromkeys(names))
 
+
+#: What ``table`` / ``markdown`` show per defense (header → row key); ``csv`` / ``json`` keep every column.
+HEADLINE = {
+    "squeeze": {
+        k: k
+        for k in (
+            "attack",
+            "eps",
+            "threshold",
+            "false_positive_rate",
+            "detection_rate",
+            "clean_accuracy",
+            "squeezed_clean_accuracy",
+            "robust_accuracy",
+            "squeezed_robust_accuracy",
+        )
+    },
+    "distill": {k: k for k in ("model", "attacked_through", "attack", "eps", "clean_accuracy", "robust_accuracy")},
+}
 
 EPILOG = """\b
 Examples:
@@ -125,16 +144,21 @@ def defend(
     accuracy when the squeezed input is classified instead. distill: clean and robust
     accuracy of the undefended model and of the distilled student, the student attacked
     through its softmax (as deployed) and through its logits / T (gradient masking exposed).
+    --format csv or json adds dataset, base model, the squeezers and the detection rate
+    on successful adversarial inputs only.
     """
     from ..defenses import FeatureSqueezingDetector, distillation_rows, distilled_pretrained, squeezing_rows
 
     if threshold is not None and fpr is not None:
         raise click.UsageError("give either --threshold (fixed) or --fpr (calibrated), not both")
+    if defense == "distill" and model is not None and model.strip().lower() not in ZOO:
+        raise click.BadParameter(
+            "distillation trains a zoo architecture; name one or leave it out", param_hint="--model"
+        )
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     dev = select_device(device)
     progress = progress_flag(quiet)
-    net, meta = get_model(model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress)
-    label = str(meta.get("arch", model or "model"))
+    net, _, label = load_model_option(model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress)
     val = bundle.val
     bundle = bundle.limited(limit)
     specs = [(a, e) for a in attacks for e in eps_list]
@@ -151,10 +175,6 @@ def defend(
         ).fit(net, val)
         rows = squeezing_rows(detector, bundle.test, specs, batch_size=batch_size, progress=progress)
     else:
-        if model is not None and model.strip().lower() not in ZOO:
-            raise click.BadParameter(
-                "distillation trains a zoo architecture; name one or leave it out", param_hint="--model"
-            )
         distilled = distilled_pretrained(
             bundle,
             label,
@@ -166,4 +186,5 @@ def defend(
             progress=progress,
         )
         rows = distillation_rows(net, distilled, bundle, specs, device=dev, batch_size=batch_size, progress=progress)
-    emit([{"dataset": bundle.info.key, "base_model": label, **r} for r in rows], fmt, out)
+    rows = [{"dataset": bundle.info.key, "base_model": label, **r} for r in rows]
+    emit(rows, fmt, out, headline=HEADLINE[defense])

@@ -10,10 +10,9 @@ import click
 from ..data import load_dataset
 from ..detectors import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS, parse_detectors, resolve_ood_sets, run_ood
 from ..errors import RobustoodError
-from ..train import get_model
 from ..utils import select_device
 from . import main
-from .options import common_options, emit, progress_flag, with_logging
+from .options import common_options, emit, load_model_option, progress_flag, with_logging
 
 
 def _detectors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -47,6 +46,21 @@ def _scores_path(ctx: click.Context, param: click.Parameter, value: Path | None)
         raise click.BadParameter(f"{value}: use a .npz or .csv file name")
     return value
 
+
+#: What ``table`` / ``markdown`` show (header → row key); ``csv`` / ``json`` keep every column.
+HEADLINE = {
+    k: k
+    for k in (
+        "detector",
+        "ood_set",
+        "auroc",
+        "aupr_in",
+        "aupr_out",
+        "fpr_at_95_tpr",
+        "detection_accuracy",
+        "id_accuracy",
+    )
+}
 
 EPILOG = f"""\b
 Detectors: {", ".join(sorted(DETECTORS))}
@@ -119,12 +133,15 @@ def ood(
     """Detect out-of-distribution inputs: one row per detector × OOD set (higher score = more OOD).
 
     Fitting detectors (mahalanobis, vim, knn, reconstruction) are fitted on the training
-    split; thresholds for detection_accuracy keep 95 % of the validation split.
+    split; thresholds for detection_accuracy keep 95 % of the validation split. The table
+    shows the metrics; --format csv or json adds dataset, model and the sample counts.
     """
     heldout = next((int(s.split(":", 1)[1]) for s in ood_specs if s.lower().startswith("heldout:")), 0)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed)
     dev = select_device(device)
-    net, meta = get_model(model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet))
+    net, _, label = load_model_option(
+        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet)
+    )
     bundle = bundle.limited(limit)
     sets = resolve_ood_sets(ood_specs, bundle, n=ood_size, seed=seed, root=data_dir, download=not no_download)
     result = run_ood(
@@ -137,7 +154,6 @@ def ood(
         progress=progress_flag(quiet),
         keep_scores=plots is not None or save_scores is not None,
     )
-    label = str(meta.get("arch", model or "model"))
     rows: list[dict[str, Any]] = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
     if save_scores is not None:
         result.save_scores(save_scores)
@@ -147,4 +163,4 @@ def ood(
 
         written = plot_ood(result, plots)
         click.echo(f"wrote {len(written)} plots to {plots}", err=True)
-    emit(rows, fmt, out)
+    emit(rows, fmt, out, headline=HEADLINE)

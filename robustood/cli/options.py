@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import torch
+from torch import nn
 
+from ..data import DatasetBundle
 from ..errors import RobustoodError
 from ..report import FORMATS, render, write_rendered
 from ..utils import parse_eps_list
@@ -63,8 +66,9 @@ model_options = _stack(
         "--model",
         "-m",
         default=None,
-        help="Zoo name (trained once, then cached), checkpoint (.safetensors/.pt) or TorchScript file. "
-        "[default: small_cnn for grey images, cifar_cnn for colour]",
+        help="Training recipe (plain, adv:fgsm:2/255, adv:pgd:8/255:epochs=15, distill:20 …) or zoo name, "
+        "trained once and then cached; or a checkpoint (.safetensors/.pt) or TorchScript file. "
+        "[default: plain: small_cnn for grey images, cifar_cnn for colour]",
     ),
     click.option(
         "--cache-dir",
@@ -113,9 +117,49 @@ def common_options(fn: F) -> F:
     return _stack(data_options, model_options, run_options, output_options)(fn)
 
 
-def emit(rows: Sequence[Mapping[str, Any]], fmt: str, out: Path | None) -> None:
-    """Render rows and print them, or write them atomically to ``out``."""
-    text = render(rows, fmt)
+def load_model_option(
+    model: str | None,
+    bundle: DatasetBundle,
+    *,
+    seed: int,
+    device: torch.device,
+    cache: Path | None,
+    progress: bool | None,
+) -> tuple[nn.Module, dict[str, Any], str]:
+    """Resolve ``--model`` (see :func:`robustood.evaluate.resolve_model`; ``None`` is ``plain``).
+
+    Returns the model, its metadata and the label its rows carry: the recipe as given, else
+    the architecture (or the file, for a TorchScript model).
+    """
+    from ..evaluate import resolve_model
+    from ..train import RECIPES
+
+    spec = (model or "plain").strip()
+    net, meta = resolve_model(spec, bundle, seed=seed, device=device, cache=cache, progress=progress)
+    is_recipe = spec.split(":", 1)[0].lower() in (*RECIPES, "distill") and spec.lower() != "plain"
+    return net, meta, spec if is_recipe else str(meta.get("arch", spec))
+
+
+def headline_rows(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The columns a terminal table shows: ``columns`` maps a header to the row key it shows
+    (``{"eps": "eps_text"}``); keys absent from every row, or empty in every row (``""``,
+    ``None``, e.g. ``targeted`` of untargeted attacks), are left out."""
+    shown = {header: key for header, key in columns.items() if any(r.get(key) not in (None, "") for r in rows)}
+    return [{header: r.get(key) for header, key in shown.items()} for r in rows]
+
+
+def emit(
+    rows: Sequence[Mapping[str, Any]],
+    fmt: str,
+    out: Path | None,
+    headline: Mapping[str, str] | None = None,
+) -> None:
+    """Render rows and print them, or write them atomically to ``out``.
+
+    With ``headline`` (header → row key, see :func:`headline_rows`) the ``table`` and
+    ``markdown`` formats show only those columns; ``csv`` and ``json`` keep every column.
+    """
+    text = render(headline_rows(rows, headline) if headline is not None and fmt in ("table", "markdown") else rows, fmt)
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -24,6 +24,15 @@ def _eps_option(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc), ctx, param) from None
 
 
+def _given(*params: tuple[str, str]) -> set[str]:
+    """The options (of ``(name, flag)`` pairs) the user set on the command line or through the environment."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    defaults = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+    return {flag for name, flag in params if ctx.get_parameter_source(name) not in (None, *defaults)}
+
+
 def _recipe(
     recipe: str | None,
     adversarial: str | None,
@@ -53,6 +62,11 @@ def _recipe(
         raise click.UsageError("--eps applies to --adversarial or --outlier-exposure adv")
     if steps is not None and adversarial != "pgd":
         raise click.UsageError("--adv-steps applies to --adversarial pgd")
+    given = _given(("adv_weight", "--adv-weight"), ("adv_share", "--adv-share"))
+    if "--adv-weight" in given and adversarial is None and noise is None:
+        raise click.UsageError("--adv-weight applies to --adversarial or --noise")
+    if "--adv-share" in given and adversarial is None:
+        raise click.UsageError("--adv-share applies to --adversarial")
     if recipe is not None:
         return recipe.strip()
     if adversarial is not None:
@@ -198,7 +212,7 @@ def train(
     cfg = TrainConfig(
         epochs=epochs, lr=lr, batch_size=train_batch_size, optimizer=optimizer, patience=patience, seed=seed
     )
-    was_cached = cached_model_path(bundle, arch, recipe, seed, cache_dir).exists() and not retrain
+    was_cached = cached_model_path(bundle, arch, recipe, seed, cache_dir, cfg).exists() and not retrain
     model, meta = pretrained(
         bundle,
         arch,
@@ -210,7 +224,7 @@ def train(
         retrain=retrain,
         progress=progress_flag(quiet),
     )
-    checkpoint = cached_model_path(bundle, arch, recipe, seed, cache_dir)
+    checkpoint = cached_model_path(bundle, arch, recipe, seed, cache_dir, cfg)
     if save is not None:
         save_checkpoint(
             model, save, bundle.info, arch, **{k: v for k, v in meta.items() if k not in ("arch", "path", "dataset")}

@@ -210,7 +210,9 @@ def distilled_pretrained(
     t = check_temperature(temperature)
     arch = (arch or default_arch(bundle.info)).lower()
     dev = select_device(device)
-    paths = [cached_model_path(bundle, arch, f"{kind}:{t:g}", seed, cache) for kind in ("distill-teacher", "distill")]
+    paths = [
+        cached_model_path(bundle, arch, f"{kind}:{t:g}", seed, cache, config) for kind in ("distill-teacher", "distill")
+    ]
     if not retrain and all(p.exists() for p in paths):
         (teacher, meta_t), (student, meta_s) = (load_checkpoint(p) for p in paths)
         return Distilled(

@@ -1,9 +1,10 @@
 """Plots of attack runs: example grids and the accuracy-vs-epsilon curve.
 
 The grid shows, per kept input, the original (true label, predicted label and its
-probability), the adversarial image (predicted label and probability) and the
-perturbation amplified to the full grey range (``0.5 + δ / (2·max|δ|)``), so even a
-2/255 change is visible.
+probability), the adversarial image (predicted label and probability, and the target
+of a targeted attack) and the perturbation amplified to the full grey range
+(``0.5 + δ / (2·max|δ|)``, titled with its norm in the attack's norm), so even a 2/255
+change is visible.
 """
 
 from __future__ import annotations
@@ -48,16 +49,19 @@ def plot_examples(result: AttackResult, path: str | Path, class_names: Sequence[
         return names[k] if names is not None and 0 <= k < len(names) else str(k)
 
     m = min(n, len(s.x))
+    l2 = result.norm == "l2"
     fig, axes = plt.subplots(3, m, figsize=(1.6 * m + 0.8, 5.4), squeeze=False)
     for j in range(m):
         delta = s.x_adv[j] - s.x[j]
         scale = float(np.abs(delta).max())
         amplified = 0.5 + delta / (2 * scale) if scale > 0 else np.full_like(delta, 0.5)
+        size = f"‖δ‖₂={float(np.linalg.norm(delta)):.3f}" if l2 else f"‖δ‖∞={scale:.3f}"
+        target = f" (→{name(int(s.target[j]))})" if int(s.target[j]) >= 0 else ""
         for i, (img, title) in enumerate(
             (
                 (s.x[j], f"y={name(int(s.y[j]))}\n{name(int(s.pred[j]))} {s.conf[j]:.0%}"),
-                (s.x_adv[j], f"{name(int(s.pred_adv[j]))} {s.conf_adv[j]:.0%}"),
-                (np.clip(amplified, 0, 1), f"|δ|∞={scale:.3f}"),
+                (s.x_adv[j], f"{name(int(s.pred_adv[j]))} {s.conf_adv[j]:.0%}{target}"),
+                (np.clip(amplified, 0, 1), size),
             )
         ):
             arr, cmap = _image(np.clip(img, 0, 1))
@@ -67,25 +71,29 @@ def plot_examples(result: AttackResult, path: str | Path, class_names: Sequence[
             ax.set_title(title, fontsize=8, color=color)
             ax.set_xticks([])
             ax.set_yticks([])
-    for i, label in enumerate(("original", "adversarial", "perturbation ×")):
+    for i, label in enumerate(("original", "adversarial", "perturbation\n(amplified)")):
         axes[i, 0].set_ylabel(label, fontsize=9)
     fig.suptitle(f"{result.attack} at eps={format_eps(result.eps)}: robust accuracy {result.robust_accuracy:.1%}")
     return save_figure(fig, path)
 
 
 def plot_accuracy_vs_eps(results: Sequence[AttackResult], path: str | Path) -> Path:
-    """Write robust accuracy against eps, one line per attack (clean accuracy dashed)."""
+    """Write robust accuracy against eps, one line per attack (clean accuracy dashed).
+
+    eps is shown in units of 1/255 when every result is an L∞ attack, else in [0, 1] pixel units.
+    """
     if not results:
         raise RobustoodError("no attack results to plot")
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     by_attack: dict[str, list[AttackResult]] = {}
+    unit = 255.0 if all(r.norm == "linf" for r in results) else 1.0
     for r in results:
         by_attack.setdefault(r.attack, []).append(r)
     for label, rs in by_attack.items():
         rs = sorted(rs, key=lambda r: r.eps)
-        ax.plot([r.eps * 255 for r in rs], [r.robust_accuracy for r in rs], marker="o", label=label)
+        ax.plot([r.eps * unit for r in rs], [r.robust_accuracy for r in rs], marker="o", label=label)
     ax.axhline(results[0].clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
-    ax.set_xlabel("eps (× 1/255)")
+    ax.set_xlabel("eps (× 1/255)" if unit == 255.0 else "eps (L2, pixel units)")
     ax.set_ylabel("robust accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
