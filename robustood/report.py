@@ -57,8 +57,15 @@ def render(rows: Sequence[RowLike], fmt: str = "table", floatfmt: str = ".4f") -
             writer.writerow({c: ("" if _plain(r.get(c)) is None else _plain(r.get(c))) for c in cols})
         return buf.getvalue()
     table = [[_plain(r.get(c)) for c in cols] for r in rows]
+    if fmt == "markdown":  # a bare "|" (as in ``auroc[maxlogit|noise]``) would split a cell
+        cols = [_md_escape(c) for c in cols]
+        table = [[_md_escape(v) if isinstance(v, str) else v for v in row] for row in table]
     style = "github" if fmt == "markdown" else "simple"
     return tabulate(table, headers=cols, tablefmt=style, floatfmt=floatfmt, missingval="–") + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def write_rendered(text: str, path: str | os.PathLike) -> Path:

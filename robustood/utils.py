@@ -71,11 +71,16 @@ def parse_eps_list(text: str) -> list[float]:
 
 
 def format_eps(eps: float) -> str:
-    """Show a budget the way people write it: ``2/255`` when it is a multiple of 1/255, else a decimal."""
+    """Show a budget the way people write it: ``2/255`` for a multiple of 1/255, else a decimal.
+
+    Budgets with at most two decimals stay decimals (``0.2``, ``0.5``, ``1``: typical L2
+    budgets), although 0.2 is also 51/255.
+    """
     if eps == 0:
         return "0"
     k = eps * 255
-    if abs(k - round(k)) < 1e-6 and round(k) > 0:
+    short = abs(eps * 100 - round(eps * 100)) < 1e-6
+    if abs(k - round(k)) < 1e-6 and round(k) > 0 and not short:
         return f"{round(k)}/255"
     return f"{eps:.4g}"
 

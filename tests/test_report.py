@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import re
 
 import pytest
 
@@ -33,6 +34,18 @@ def test_tables_show_the_same_numbers_rounded(fmt):
     assert text.splitlines()[0].replace("|", " ").split()[0] == "model"
     if fmt == "markdown":
         assert all(line.startswith("|") for line in text.strip().splitlines())
+
+
+def markdown_cells(text: str) -> list[list[str]]:
+    """The cells of a GitHub markdown table, split on unescaped pipes, separator line dropped."""
+    lines = [line for line in text.strip().splitlines() if not set(line) <= set("|-: ")]
+    return [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+
+
+def test_markdown_escapes_pipes_in_column_names_and_cells():
+    rows = [{"model": "a|b", "auroc[maxlogit|noise]": 0.5, "auroc[msp|noise]": 0.25}]
+    cells = markdown_cells(render(rows, "markdown"))
+    assert cells == [["model", "auroc[maxlogit|noise]", "auroc[msp|noise]"], ["a|b", "0.5000", "0.2500"]]
 
 
 def test_unknown_format():

@@ -34,7 +34,19 @@ def test_parse_eps_list_keeps_order_and_drops_duplicates():
         parse_eps_list("1/255,x")
 
 
-@pytest.mark.parametrize(("eps", "text"), [(0.0, "0"), (2 / 255, "2/255"), (8 / 255, "8/255"), (0.03, "0.03")])
+@pytest.mark.parametrize(
+    ("eps", "text"),
+    [
+        (0.0, "0"),
+        (2 / 255, "2/255"),
+        (8 / 255, "8/255"),
+        (64 / 255, "64/255"),
+        (0.03, "0.03"),
+        (0.2, "0.2"),  # also 51/255, but an L2 budget people write as a decimal
+        (0.5, "0.5"),
+        (1.0, "1"),
+    ],
+)
 def test_format_eps_round_trips(eps, text):
     assert format_eps(eps) == text
     assert parse_eps(format_eps(eps)) == pytest.approx(eps)
