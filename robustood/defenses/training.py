@@ -80,7 +80,8 @@ class AdversarialTraining:
         weight: w in [0, 1].
         share: fraction of each batch (its first ``ceil(share·B)`` images, the batch is
             shuffled) for which adversarial examples are made, in (0, 1].
-        steps, step_size: for iterative attacks (``None``: the attack's defaults).
+        steps: iterations of an iterative attack (``None``: the attack's default).
+        step_size: step of an iterative attack (``None``: the attack's default).
         fused: FGSM only: take the input gradient from the training pass (see the module
             docstring); ``None`` = whenever the attack is FGSM in L∞.
     """

@@ -5,9 +5,13 @@ convention). Registry keys: ``msp``, ``maxlogit``, ``energy`` (logits), ``mahala
 ``vim``, ``knn`` (features, fitted), ``odin`` (gradient), ``reconstruction`` and
 ``feature_reconstruction`` (autoencoder error, fitted).
 
->>> from robustood.detectors import run_ood
->>> result = run_ood(model, bundle, ["msp", "energy"], ["noise"])  # doctest: +SKIP
->>> result.rows[0]["auroc"]  # doctest: +SKIP
+Example:
+    ```python
+    from robustood.detectors import run_ood
+
+    result = run_ood(model, bundle, ["msp", "energy"], ["noise"])
+    result.rows[0]["auroc"]
+    ```
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Conventions are pytorch-ood's: OOD samples are the *positive* class (labels < 0)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,12 +24,15 @@ import torch
 from ..errors import RobustoodError
 from . import _pood
 
+#: Scores of a set of inputs: a 1-D tensor, array or sequence of floats.
+Scores = torch.Tensor | np.ndarray | Sequence[float]
+
 __all__ = ["METRICS", "calibrate_threshold", "ood_metrics"]
 
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "detection_accuracy")
 
 
-def _as_tensor(scores, what: str) -> torch.Tensor:
+def _as_tensor(scores: Scores, what: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(scores, dtype=np.float64) if not isinstance(scores, torch.Tensor) else scores)
     t = t.detach().double().flatten().cpu()
     if t.numel() == 0:
@@ -38,7 +42,7 @@ def _as_tensor(scores, what: str) -> torch.Tensor:
     return t
 
 
-def calibrate_threshold(id_val_scores, tpr: float = 0.95) -> float:
+def calibrate_threshold(id_val_scores: Scores, tpr: float = 0.95) -> float:
     """The score below which a fraction ``tpr`` of held-out ID inputs fall (its ``tpr`` quantile).
 
     With the default, inputs scoring above it are called OOD and 95 % of ID inputs are kept.
@@ -49,7 +53,7 @@ def calibrate_threshold(id_val_scores, tpr: float = 0.95) -> float:
     return float(torch.quantile(t, tpr))
 
 
-def ood_metrics(id_scores, ood_scores, *, threshold: float | None = None) -> dict[str, float]:
+def ood_metrics(id_scores: Scores, ood_scores: Scores, *, threshold: float | None = None) -> dict[str, float]:
     """AUROC, AUPR-In, AUPR-Out, FPR at 95 % TPR (and detection accuracy if ``threshold`` is given).
 
     Args:

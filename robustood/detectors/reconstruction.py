@@ -63,7 +63,8 @@ class ReconstructionDetector(_pood.Detector):
             ``None``, else a decoder (features → images).
         encoder: optional frozen feature extractor (e.g. ``classifier.features``); it is
             never trained here.
-        epochs, lr, batch_size: Adam training of ``network`` on the MSE loss in :meth:`fit`.
+        epochs: passes of Adam training of ``network`` on the MSE loss in :meth:`fit`.
+        lr: the Adam learning rate.
 
     ``fit(loader)`` takes any re-iterable of ``(x, y)`` batches of ID images; ``predict(x)``
     returns ``Tensor[B]`` in [0, 1]. Raises pytorch-ood's ``RequiresFittingException`` before ``fit``.
