@@ -284,9 +284,8 @@ def config_slug(config: TrainConfig | None, recipe: str = "plain") -> str:
         value = getattr(config, f.name)
         if f.name == "seed" or (f.name == "epochs" and recipe_epochs is not None) or value == getattr(defaults, f.name):
             continue
-        parts.append(
-            f"{f.name.replace('_', '')}{value:g}" if isinstance(value, float) else f"{f.name.replace('_', '')}{value}"
-        )
+        key = f.name.replace("_", "")
+        parts.append(f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}")
     return recipe_slug("_".join(parts))
 
 
