@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -37,25 +35,7 @@ from robustood.report import render
 from robustood.train import TrainConfig, cross_entropy, fit, objective_for
 from robustood.utils import parse_eps, select_device
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_seconds(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
-    """Median wall time of each function, runs interleaved so that outside load hits all alike."""
-    for fn in fns:
-        fn()  # warm-up
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+from _timing import median_seconds
 
 
 def plain_fgsm_epoch(model: nn.Module, ds: TensorDataset, eps: float, batch_size: int, lr: float, device) -> None:
@@ -113,7 +93,7 @@ def main() -> None:
         plain_fgsm_epoch(copy.deepcopy(init), train, eps, args.batch_size, cfg.lr, device)
 
     names = ["clean epoch (fit, cross-entropy)", f"robustood FGSM AT (fit, {recipe})", "plain PyTorch FGSM AT loop"]
-    clean_s, adv_s, plain_s = _median_seconds([run_fit(cross_entropy), run_fit(adv), run_plain], args.repeats, device)
+    clean_s, adv_s, plain_s = median_seconds([run_fit(cross_entropy), run_fit(adv), run_plain], args.repeats, device)
     rows = [
         {"method": names[0], "seconds": clean_s, "vs_clean_epoch": 1.0, "vs_plain_loop": clean_s / plain_s},
         {"method": names[1], "seconds": adv_s, "vs_clean_epoch": adv_s / clean_s, "vs_plain_loop": adv_s / plain_s},

@@ -16,8 +16,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -30,6 +30,8 @@ from robustood.attacks.metrics import precision_context
 from robustood.data import DatasetInfo
 from robustood.models import build_model
 from robustood.report import render
+
+from _timing import interleaved_times, sync
 
 SHAPES = {"digits": (1, 8, 8), "cifar": (3, 32, 32)}
 
@@ -105,11 +107,6 @@ METHODS: dict[str, Callable] = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -142,7 +139,6 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",")]
     rows = []
     for attack, steps, rs in (("FGSM", 1, False), (f"PGD-{args.steps}", args.steps, True)):
-        times: dict[str, list[float]] = {m: [] for m in methods}
         peaks: dict[str, float] = {}
         for m in methods:  # warm-up (and peak memory)
             if device.type == "cuda":
@@ -150,17 +146,16 @@ def main() -> None:
                 torch.cuda.reset_peak_memory_stats(device)
             with precision_context(args.precision, device, model):
                 METHODS[m](model, batches, args.eps, args.step_size, steps, rs)
-            _sync(device)
+            sync(device)
             if device.type == "cuda":
                 peaks[m] = torch.cuda.max_memory_allocated(device) / 2**20
-        for _ in range(args.repeats):  # interleaved, so drifting load hits every method alike
-            for m in methods:
-                _sync(device)
-                t0 = time.perf_counter()
-                with precision_context(args.precision, device, model):
-                    METHODS[m](model, batches, args.eps, args.step_size, steps, rs)
-                _sync(device)
-                times[m].append(time.perf_counter() - t0)
+
+        def run(m: str, steps: int = steps, rs: bool = rs) -> None:
+            with precision_context(args.precision, device, model):
+                METHODS[m](model, batches, args.eps, args.step_size, steps, rs)
+
+        runs = [functools.partial(run, m) for m in methods]
+        times = dict(zip(methods, interleaved_times(runs, args.repeats, device, warmup=False), strict=True))
         base = statistics.median(times[methods[0]])
         for m in methods:
             med = statistics.median(times[m])

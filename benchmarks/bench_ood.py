@@ -20,9 +20,6 @@ Prints medians over ``--repeats`` runs (after one warm-up) and ratios to ``forwa
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from pytorch_ood.detector import EnergyBased, MaxLogit, MaxSoftmax
@@ -35,26 +32,7 @@ from robustood.models import ZOO, build_model
 from robustood.report import render
 from robustood.utils import select_device
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_seconds(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
-    """Median wall time of each function; the runs are interleaved (round robin) so that load
-    from other processes affects every method alike."""
-    for fn in fns:
-        fn()  # warm-up (cuDNN autotuning, allocator, lazy imports)
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+from _timing import median_seconds
 
 
 def main() -> None:
@@ -109,7 +87,7 @@ def main() -> None:
                 for x, _ in iter_batches(ds, args.batch_size):
                     det.predict(x.to(device, non_blocking=True)).cpu()
 
-    t_fwd, t_rob, t_sep = _median_seconds([forward, robustood, separately], args.repeats, device)
+    t_fwd, t_rob, t_sep = median_seconds([forward, robustood, separately], args.repeats, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     rows = [
         {"method": "one forward pass", "median_s": t_fwd, "ratio_to_forward": 1.0},

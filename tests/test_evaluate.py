@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
-from test_report import markdown_cells
 
 import robustood.attacks.metrics as attack_metrics
 from robustood import evaluate
@@ -19,6 +18,8 @@ from robustood.evaluate import HEADLINE_METRICS, resolve_model
 from robustood.report import Report
 from robustood.store import ResultStore
 from robustood.train import TrainConfig, split_recipe
+
+from test_report import markdown_cells
 
 LIMIT = 90
 ARGS = dict(
