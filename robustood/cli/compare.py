@@ -12,7 +12,16 @@ from ..report import write_rendered
 from ..train import TrainConfig
 from ..utils import format_eps, select_device
 from . import main
-from .options import EpsList, data_options, emit, output_options, progress_flag, run_options, with_logging
+from .options import (
+    EpsList,
+    cache_dir_option,
+    data_options,
+    emit,
+    output_options,
+    progress_flag,
+    run_options,
+    with_logging,
+)
 
 EPILOG = """\b
 Models: a training recipe (plain, adv:fgsm:2/255, adv:pgd:8/255, adv:fgsm:2/255:epochs=15,
@@ -115,14 +124,7 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
     help="Write the full report (tidy rows and provenance) as JSON to this file.",
 )
 @click.option("--all-metrics", is_flag=True, help="Show every metric, not only the headline ones.")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="ROBUSTOOD_CACHE_DIR",
-    show_envvar=True,
-    help="Where trained models are cached [default: ~/.cache/robustood].",
-)
+@cache_dir_option
 @data_options
 @run_options
 @output_options

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
-
 from .. import utils
 from ..data import OOD_SOURCES, DatasetInfo, catalogue
 from ..models import ZOO, build_model, load_checkpoint
 from . import main
-from .options import emit, output_options
+from .options import cache_dir_option, data_dir_option, emit, output_options
 
 
 @main.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where torchvision datasets live.",
-)
+@data_dir_option
 @output_options
 def datasets(data_dir: Path | None, fmt: str, out: Path | None) -> None:
     """List the datasets and OOD sources robustood can load."""
@@ -36,13 +29,7 @@ def datasets(data_dir: Path | None, fmt: str, out: Path | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="ROBUSTOOD_CACHE_DIR",
-    help="Where trained models are cached.",
-)
+@cache_dir_option
 @output_options
 def models(cache_dir: Path | None, fmt: str, out: Path | None) -> None:
     """List zoo architectures and the trained models in the cache."""

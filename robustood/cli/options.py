@@ -43,7 +43,14 @@ def _stack(*decorators: F) -> F:
     return apply
 
 
-data_options = _stack(
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where torchvision datasets live [default: $ROBUSTOOD_DATA_DIR or <cache-dir>/data].",
+)
+
+dataset_options = _stack(
     click.option(
         "--dataset",
         "-d",
@@ -51,14 +58,22 @@ data_options = _stack(
         show_default=True,
         help="Dataset name (see `robustood datasets`) or imagefolder:PATH.",
     ),
-    click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where torchvision datasets live [default: $ROBUSTOOD_DATA_DIR or <cache-dir>/data].",
-    ),
+    data_dir_option,
     click.option("--no-download", is_flag=True, help="Never download datasets; fail if files are missing."),
+)
+
+data_options = _stack(
+    dataset_options,
     click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate at most this many test images."),
+)
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="ROBUSTOOD_CACHE_DIR",
+    show_envvar=True,
+    help="Where trained models are cached [default: ~/.cache/robustood].",
 )
 
 model_options = _stack(
@@ -70,19 +85,18 @@ model_options = _stack(
         "trained once and then cached; or a checkpoint (.safetensors/.pt) or TorchScript file. "
         "[default: plain: small_cnn for grey images, cifar_cnn for colour]",
     ),
-    click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        envvar="ROBUSTOOD_CACHE_DIR",
-        show_envvar=True,
-        help="Where trained models are cached [default: ~/.cache/robustood].",
-    ),
+    cache_dir_option,
 )
 
+device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto.")
+seed_option = click.option(
+    "--seed", type=int, default=0, show_default=True, help="Random seed (data split, init, attacks)."
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
 run_options = _stack(
-    click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Random seed (data split, init, attacks)."),
+    device_option,
+    seed_option,
     click.option(
         "--batch-size",
         type=click.IntRange(min=1),
@@ -90,7 +104,7 @@ run_options = _stack(
         show_default=True,
         help="Images per batch for evaluation.",
     ),
-    click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    quiet_option,
 )
 
 output_options = _stack(

@@ -12,7 +12,17 @@ from ..models import ZOO, default_arch, save_checkpoint
 from ..train import TrainConfig, cached_model_path, pretrained
 from ..utils import parse_eps
 from . import main
-from .options import emit, output_options, progress_flag, with_logging
+from .options import (
+    cache_dir_option,
+    dataset_options,
+    device_option,
+    emit,
+    output_options,
+    progress_flag,
+    quiet_option,
+    seed_option,
+    with_logging,
+)
 
 
 def _eps_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -79,14 +89,7 @@ def _recipe(
 
 
 @main.command()
-@click.option("--dataset", "-d", default="digits", show_default=True, help="Dataset name or imagefolder:PATH.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where torchvision datasets live.",
-)
-@click.option("--no-download", is_flag=True, help="Never download datasets.")
+@dataset_options
 @click.option(
     "--model",
     "-m",
@@ -156,17 +159,10 @@ def _recipe(
     default=None,
     help="Also write the checkpoint here (.safetensors or .pt).",
 )
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    envvar="ROBUSTOOD_CACHE_DIR",
-    show_envvar=True,
-    help="Where trained models are cached.",
-)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, mps or auto.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@cache_dir_option
+@device_option
+@seed_option
+@quiet_option
 @output_options
 @with_logging
 def train(
@@ -212,7 +208,8 @@ def train(
     cfg = TrainConfig(
         epochs=epochs, lr=lr, batch_size=train_batch_size, optimizer=optimizer, patience=patience, seed=seed
     )
-    was_cached = cached_model_path(bundle, arch, recipe, seed, cache_dir, cfg).exists() and not retrain
+    checkpoint = cached_model_path(bundle, arch, recipe, seed, cache_dir, cfg)
+    was_cached = checkpoint.exists() and not retrain
     model, meta = pretrained(
         bundle,
         arch,
@@ -224,7 +221,6 @@ def train(
         retrain=retrain,
         progress=progress_flag(quiet),
     )
-    checkpoint = cached_model_path(bundle, arch, recipe, seed, cache_dir, cfg)
     if save is not None:
         save_checkpoint(
             model, save, bundle.info, arch, **{k: v for k, v in meta.items() if k not in ("arch", "path", "dataset")}
