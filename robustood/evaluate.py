@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ def _distilled(text: str, bundle: DatasetBundle, *, arch, seed, device, cache, c
     _, epochs = split_recipe(text)
     cfg = config or TrainConfig(seed=seed)
     if epochs is not None:
-        cfg = TrainConfig(**{**asdict(cfg), "epochs": epochs})
+        cfg = replace(cfg, epochs=epochs)
     result = distilled_pretrained(
         bundle, arch, temperature=temperature, seed=seed, device=device, cache=cache, config=cfg, progress=progress
     )

@@ -16,6 +16,8 @@ import pytest
 from robustood.models import save_checkpoint
 from robustood.train import cached_model_path
 
+from test_report import markdown_cells
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 pytestmark = pytest.mark.slow  # trains a handful of small digits models (about a minute in all)
@@ -49,14 +51,9 @@ def run_example(name: str, *args: str, env: dict[str, str], cwd: Path) -> subpro
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
-    """Markdown table rows by model label (first cell) → the remaining cells, header and rule excluded."""
-    rows: dict[str, list[str]] = {}
-    for line in stdout.splitlines():
-        if not line.startswith("|") or line.startswith("|-") or line.startswith("| model "):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
-    return rows
+    """The rows of every markdown table printed, by model label (first cell) → the remaining cells, headers excluded."""
+    table_lines = "\n".join(line for line in stdout.splitlines() if line.startswith("|"))
+    return {cells[0]: cells[1:] for cells in markdown_cells(table_lines) if cells[0] != "model"}
 
 
 def numbers(cells: list[str]) -> list[float]:
