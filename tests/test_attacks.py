@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import copy
+import dataclasses
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from robustood.attacks import ATTACKS, Attack, build_attack, parse_attack_spec, run_attack
+from robustood.attacks import (
+    ATTACKS,
+    Attack,
+    AttackMetrics,
+    AttackOutput,
+    build_attack,
+    parse_attack_spec,
+    run_attack,
+)
 from robustood.attacks.base import attack_mode
-from robustood.attacks.engine import pgd, random_start
+from robustood.attacks.gradient import pgd, random_start
+from robustood.attacks.metrics import precision_context
 from robustood.errors import IncompatibleModelError, RobustoodError
 
 NORMS = ("inf", "2")
@@ -145,13 +161,33 @@ def test_perturbation_within_budget_and_range(digits_model, batch, name, norm, t
     assert float(size.max()) > 0  # it did something
 
 
+@pytest.mark.parametrize("backend", ["native", "art"])
 @pytest.mark.parametrize("name", list(ATTACKS))
-def test_eps_zero_changes_nothing(digits_model, batch, name):
+def test_eps_zero_returns_x_without_running_the_attack(digits_model, batch, name, backend, monkeypatch):
     x, y = batch
-    norm = "2" if name == "ddn" else "inf"
-    for backend in ("native", "art"):
-        x_adv = build_attack(name, eps=0, norm=norm, backend=backend)(digits_model, x, y)
-        assert torch.equal(x_adv, x)
+    atk = build_attack(name, eps=0, norm="2" if name == "ddn" else "inf", backend=backend)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("eps = 0 must not reach the attack")
+
+    monkeypatch.setattr(type(atk), "_run", fail)
+    out = atk.generate(digits_model, x, y)
+    assert torch.equal(out.x_adv, x) and out.x_adv is not x
+    assert out.first_success is None
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_art_backend_at_a_tiny_eps_stays_within_it_and_equals_native(digits_model, batch, name):
+    """The ART half of every attack is reached and gives the native result at a budget near 0."""
+    x, y = batch
+    norm, eps = ("2", 0.01) if name == "ddn" else ("inf", 1 / 255)
+    kw = dict(eps=eps, norm=norm, random_start=False)
+    native = build_attack(name, backend="native", **kw)(digits_model, x, y)
+    art = build_attack(name, backend="art", **kw)(digits_model, x, y)
+    linf, l2 = _norms(art - x)
+    size = l2 if norm == "2" else linf
+    assert float(size.max()) <= eps + 1e-6 and float(size.max()) > eps / 2
+    assert torch.allclose(native, art, atol=1e-5), float((native - art).abs().max())
 
 
 def _bn_model() -> nn.Module:
@@ -177,6 +213,44 @@ def test_model_state_restored_and_no_parameter_gradients(batch, backend, trainin
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(model[1].running_mean, stats)  # batch-norm statistics untouched
     assert x_adv.grad_fn is None
+
+
+def _conformance_attack(case: str, model: nn.Module, x: torch.Tensor):
+    """An attack per registry entry and backend, and a wrapped ready ART object; with its eps and norm."""
+    if case == "art-object":
+        from art.attacks.evasion import FastGradientMethod
+
+        from robustood.attacks import ARTAttack
+        from robustood.attacks._art import art_estimator
+
+        return ARTAttack(FastGradientMethod(art_estimator(model, x, 10), eps=0.1, eps_step=0.1)), 0.1, math.inf
+    name, backend = case.split("-")
+    norm, eps = ("2", 0.5) if name == "ddn" else ("inf", 0.1)
+    atk = build_attack(name, eps=eps, norm=norm, steps=None if name == "fgsm" else 3, backend=backend)
+    return atk, eps, atk.norm
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("case", [f"{n}-{b}" for n in ATTACKS for b in ("native", "art")] + ["art-object"])
+def test_conformance(batch, case, training):
+    """Every attack: same shape, dtype and device, in [0, 1], within eps, no graph, model state restored."""
+    x, y = batch
+    model = _bn_model()
+    atk, eps, norm = _conformance_attack(case, model, x)
+    model.train(training)
+    model[0].weight.requires_grad_(False)
+    stats = model[1].running_mean.clone()
+    x_adv = atk(model, x, y)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    linf, l2 = _norms(x_adv - x)
+    size = linf if math.isinf(norm) else l2
+    assert 0 < float(size.max()) <= eps + 1e-6
+    assert x_adv.grad_fn is None and not x_adv.requires_grad
+    assert all(m.training is training for m in model.modules())
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["0.weight"]
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(model[1].running_mean, stats)
 
 
 def test_attack_inside_no_grad_and_training_loop(digits_model, batch):
@@ -254,12 +328,55 @@ def test_random_start_distribution(norm):
 
 def test_seeded_runs_repeat(digits_model, batch):
     x, y = batch
-    a, b = build_attack("pgd", eps=0.1, seed=3), build_attack("pgd", eps=0.1, seed=3)
-    first = a(digits_model, x, y)
-    assert torch.equal(first, b(digits_model, x, y))
-    assert not torch.equal(first, a(digits_model, x, y))  # the stream moves on between calls
-    a.reset()
-    assert torch.equal(first, a(digits_model, x, y))
+    atk = build_attack("pgd", eps=0.1, targeted="random")
+    first = atk.generate(digits_model, x, y, generator=torch.Generator().manual_seed(3))
+    again = atk.generate(digits_model, x, y, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first.x_adv, again.x_adv) and torch.equal(first.target, again.target)
+    torch.manual_seed(0)
+    a = atk(digits_model, x, y)
+    torch.manual_seed(0)
+    assert torch.equal(a, atk(digits_model, x, y))  # no generator: torch's default one
+
+
+def test_generator_is_honoured(digits_model, batch):
+    """The random start comes from the generator passed: same seed, same result; another seed, another."""
+    x, y = batch
+    atk = build_attack("pgd", eps=0.1, steps=2)
+    runs = [atk(digits_model, x, y, generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+    gen = torch.Generator().manual_seed(1)
+    atk(digits_model, x, y, generator=gen)
+    assert not torch.equal(runs[0], atk(digits_model, x, y, generator=gen))  # the stream moved on
+    targets = [
+        build_attack("fgsm", eps=0.1, targeted="random").targets(digits_model, x, y, torch.Generator().manual_seed(s))
+        for s in (5, 5, 6)
+    ]
+    assert torch.equal(targets[0], targets[1]) and not torch.equal(targets[0], targets[2])
+
+
+def test_generator_on_another_device_is_refused(digits_model, batch):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x, y = batch
+    with pytest.raises(RobustoodError, match="generator is on cuda"):
+        build_attack("pgd", eps=0.1)(digits_model, x, y, generator=torch.Generator("cuda"))
+
+
+@pytest.mark.parametrize("backend", ["native", "art"])
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_is_frozen_and_reusable(digits_model, batch, name, backend):
+    x, y = batch
+    atk = build_attack(name, eps=0.5, norm="2" if name == "ddn" else "inf", steps=1 if name == "fgsm" else 2)
+    atk = dataclasses.replace(atk, backend=backend)
+    before, state = copy.deepcopy(atk), dict(vars(atk))
+    gen = torch.Generator().manual_seed(0)
+    first = atk(digits_model, x, y, generator=gen)
+    assert atk == before and vars(atk) == state and hash(atk) == hash(before)
+    assert torch.equal(first, atk(digits_model, x, y, generator=torch.Generator().manual_seed(0)))
+    assert {atk: 1}[before] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        atk.eps = 0.1  # type: ignore[misc]
 
 
 def test_wraps_a_ready_art_attack(digits_model, batch):
@@ -315,11 +432,133 @@ def test_ddn_finds_smaller_l2_than_fgsm(digits_model, digits_tensors):
     assert float(l2_d[both].mean()) < 0.8 * float(l2_f[both].mean())
 
 
-def test_ddn_art_backend_matches_native(digits_model, batch):
-    x, y = batch
-    native = build_attack("ddn", eps=1.0, norm=2, steps=10)(digits_model, x, y)
-    art = build_attack("ddn", eps=1.0, norm=2, steps=10, backend="art")(digits_model, x, y)
-    assert torch.allclose(native, art, atol=1e-5)
+@pytest.mark.parametrize("backend", ["native", "art"])
+def test_ddn_finds_the_minimal_l2_distance_of_a_linear_classifier(linear_case, backend):
+    """For logits ``[0, w·x + b]`` the nearest adversarial point is at L2 distance |w·x + b| / ‖w‖."""
+    model, x, _, w, margin = linear_case
+    y = (margin > 0).long()  # every input correctly classified
+    distance = margin.abs() / w.norm()
+    assert float(distance.max()) < 0.4  # inside [0, 1]: the closed form holds
+    atk = build_attack("ddn", eps=1.0, norm=2, steps=200, backend=backend)
+    x_adv = atk(model, x, y)
+    with torch.no_grad():
+        assert bool((model(x_adv).argmax(1) != y).all())
+    _, l2 = _norms(x_adv - x)
+    assert bool((l2 >= distance - 1e-5).all())  # nothing adversarial is closer
+    far = distance > 1e-3
+    assert float((l2[far] / distance[far]).max()) <= 1.1
+
+
+# --------------------------------------------------------------------------- the metrics accumulator
+
+
+def _outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, atk: Attack) -> tuple:
+    out = atk.generate(model, x, y, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return model(x).float(), out, model(out.x_adv).float()
+
+
+@pytest.mark.parametrize("targeted", [None, "least-likely"])
+def test_attack_metrics_over_batches_equal_one_update(digits_model, digits_tensors, targeted):
+    x, y = digits_tensors[0][:100], digits_tensors[1][:100]
+    atk = build_attack("pgd", eps=0.3, steps=5, targeted=targeted)
+    logits, out, logits_adv = _outputs(digits_model, x, y, atk)
+    whole, parts = AttackMetrics(atk, keep=30), AttackMetrics(atk, keep=30)
+    whole.update(x, y, logits, out, logits_adv)
+    for i in range(0, 100, 16):
+        part = slice(i, i + 16)
+        sub = AttackOutput(
+            out.x_adv[part],
+            None if out.target is None else out.target[part],
+            None if out.first_success is None else out.first_success[part],
+        )
+        parts.update(x[part], y[part], logits[part], sub, logits_adv[part])
+    a, b = whole.result(1.0), parts.result(1.0)
+    assert a.n == b.n == 100 and a.success_rate > 0 and a.mean_iterations > 0
+    for key in ("clean_accuracy", "robust_accuracy", "success_rate", "linf_max", "l2_max", "mean_iterations"):
+        assert getattr(a, key) == getattr(b, key), key
+    for key in ("confidence_drop", "linf_mean", "l2_mean"):
+        assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-12), key
+    assert a.samples is not None and b.samples is not None
+    for key in ("x", "y", "x_adv", "pred", "pred_adv", "target"):
+        assert np.array_equal(getattr(a.samples, key), getattr(b.samples, key)), key
+    assert a.samples.x.shape == (30, 1, 8, 8)
+
+
+def test_run_attack_equals_attack_metrics_with_the_seeded_generator(digits_model, digits_tensors):
+    """``run_attack`` is the batch loop around :class:`AttackMetrics`, one generator seeded with ``seed``."""
+    x, y = digits_tensors[0][:64], digits_tensors[1][:64]
+    atk = build_attack("pgd", eps=8 / 255, steps=3, seed=5, targeted="random")
+    gen = torch.Generator().manual_seed(5)
+    metrics = AttackMetrics(atk)
+    for i in range(0, 64, 16):
+        xb, yb = x[i : i + 16], y[i : i + 16]
+        out = atk.generate(digits_model, xb, yb, generator=gen)
+        with torch.no_grad():
+            metrics.update(xb, yb, digits_model(xb).float(), out, digits_model(out.x_adv).float())
+    expected = metrics.result(1.0)
+    results = [run_attack(digits_model, (x, y), atk, device="cpu", batch_size=16, progress=False) for _ in range(2)]
+    for result in results:  # the same numbers, run after run: no state carried between runs
+        timing = dict(seconds=result.seconds, images_per_second=result.images_per_second)
+        np.testing.assert_equal(dataclasses.asdict(result), dataclasses.asdict(dataclasses.replace(expected, **timing)))
+
+
+def test_attack_metrics_without_batches_are_nan():
+    res = AttackMetrics(build_attack("fgsm", eps=0.1)).result(0.0)
+    assert res.n == 0 and math.isnan(res.robust_accuracy) and math.isnan(res.linf_max) and res.samples is None
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")  # autocast is then a no-op
+@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_precision_context_restores_the_memory_format(channels_last, fail):
+    """bf16 runs the model channels-last and gives it back in the layout it had, also after an error."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    if torch.cuda.is_available():
+        model.cuda()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    weight = model[0].weight
+    with contextlib.suppress(KeyError), precision_context("bf16", torch.device("cuda"), model):
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        if fail:
+            raise KeyError
+    assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert weight.is_contiguous() is not channels_last
+
+
+# --------------------------------------------------------------------------- package layout
+
+
+def test_importing_attacks_does_not_import_art():
+    code = "import robustood.attacks, sys; assert 'art' not in sys.modules, 'art imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _module_imports(path: Path) -> set[str]:
+    """The attack modules a module imports at module level (imports inside functions do not count)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found |= {node.module} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("robustood.attacks."):
+            found.add(node.module.rsplit(".", 1)[1])
+    return found
+
+
+def test_attack_modules_form_layers_without_cycles():
+    import robustood.attacks
+
+    root = Path(robustood.attacks.__file__).parent
+    graph = {p.stem: _module_imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
+    assert graph["base"] == set()
+    for family in ("gradient", "ddn"):
+        assert graph[family] == {"base"}
+    order: list[str] = []
+    while len(order) < len(graph):  # topological sort: fails on a cycle
+        ready = sorted(m for m in graph if m not in order and graph[m] <= set(order))
+        assert ready, f"import cycle among {sorted(set(graph) - set(order))}"
+        order += ready
 
 
 # --------------------------------------------------------------------------- construction and specs
@@ -343,9 +582,35 @@ def test_parse_attack_spec():
     assert (l2.norm, l2.eps, l2.seed, l2.label) == (2.0, 0.5, 4, "pgd-l2")
     custom = parse_attack_spec("pgd:8/255:steps=20:step_size=1/255:targeted=least-likely")
     assert (custom.steps, custom.step_size, custom.targeted) == (20, pytest.approx(1 / 255), "least-likely")
-    for bad, match in (("pgd", "NAME:EPS"), ("pgd:x", "invalid eps"), ("pgd:0.1:bogus=1", "unknown option")):
-        with pytest.raises(RobustoodError, match=match):
-            parse_attack_spec(bad)
+    ddn = parse_attack_spec(" DDN : 1 : L2 : Gamma=0.1 : init-norm=0.5 : backend=art : seed=3 ")
+    assert ddn == build_attack("ddn", eps=1, norm=2, gamma=0.1, init_norm=0.5, backend="art", seed=3)
+    assert parse_attack_spec("pgd:0.1:random_start=no").random_start is False
+    assert parse_attack_spec("pgd:0.1:steps=5", steps=7).steps == 5  # the spec wins over defaults
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("pgd", "NAME:EPS"),
+        ("", "empty attack"),
+        ("pgd:", "empty part"),
+        ("pgd:x", "invalid eps"),
+        ("pgd:0.1:l2:inf", "NAME:EPS"),
+        ("pgd:0.1:bogus=1", "unknown option bogus="),
+        ("ddn:0.5:l2:gamma=abc", r"option gamma= of attack 'ddn:0.5:l2:gamma=abc' must be a number, got 'abc'"),
+        ("ddn:0.5:l2:init_norm=", "option init_norm= has no value"),
+        ("ddn:0.5:l2:init_norm=inf", "init_norm= .* must be a finite number"),
+        ("pgd:0.1:step_size=-1", "option step_size= .* must be a positive number"),
+        ("pgd:0.1:steps=2.7", "option steps= .* must be a positive integer, got '2.7'"),
+        ("pgd:0.1:steps=0", "must be a positive integer"),
+        ("pgd:0.1:random_start=maybe", "must be true or false"),
+        ("pgd:0.1:steps=3:steps=4", "given twice"),
+        ("pgd:0.1:steps=3:l2", "put the arguments first"),
+    ],
+)
+def test_bad_attack_specs(spec, match):
+    with pytest.raises(RobustoodError, match=match):
+        parse_attack_spec(spec)
 
 
 @pytest.mark.parametrize(
@@ -360,6 +625,16 @@ def test_parse_attack_spec():
         (dict(name="pgd", eps=0.1, backend="jax"), "unknown backend"),
         (dict(name="pgd", eps=0.1, targeted=True), "ambiguous"),
         (dict(name="pgd", eps=0.1, colour="red"), "unknown option"),
+        (dict(name="pgd", eps=0.1, steps=2.7), "steps must be a positive integer, got 2.7"),
+        (dict(name="pgd", eps=0.1, steps=True), "steps must be a positive integer"),
+        (dict(name="pgd", eps=0.1, steps=math.inf), "steps must be a positive integer"),
+        (dict(name="pgd", eps=0.1, step_size=math.inf), "step_size must be a finite number"),
+        (dict(name="pgd", eps=0.1, step_size="abc"), "step_size must be a number"),
+        (dict(name="pgd", eps=0.1, step_size=-1), "step_size must be positive"),
+        (dict(name="ddn", eps=0.1, norm=2, gamma=math.nan), "gamma must be a finite number"),
+        (dict(name="ddn", eps=0.1, norm=2, init_norm=math.inf), "init_norm must be a finite number"),
+        (dict(name="ddn", eps=0.1, norm=2, gamma=1.5), "0 < gamma < 1"),
+        (dict(name="pgd", eps=0.1, seed=1.5), "seed must be an integer"),
     ],
 )
 def test_bad_attack_arguments(kwargs, match):

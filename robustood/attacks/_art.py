@@ -4,7 +4,7 @@ Three things live here, each converting tensors to NumPy and back once:
 
 - :func:`art_generate` runs an :class:`~robustood.attacks.base.Attack` with ART's own
   ``FastGradientMethod``, ``ProjectedGradientDescent`` and ``BasicIterativeMethod``
-  (``backend="art"``; the reference the native engine is tested against);
+  (``backend="art"``; the reference the native gradient attacks are tested against);
 - :class:`DecoupledDirectionNorm`, DDN as an ART ``EvasionAttack`` (ART has none);
 - :class:`ARTAttack`, which adapts any ready ART evasion attack object to robustood's
   ``attack(model, x, y) -> x_adv`` interface.
@@ -44,7 +44,7 @@ def art_estimator(model: nn.Module, x: torch.Tensor, num_classes: int) -> PyTorc
     )
 
 
-def _art_attack(attack: Attack, estimator: PyTorchClassifier, batch_size: int) -> EvasionAttack:
+def _art_attack(attack: Attack, estimator: PyTorchClassifier, batch_size: int, seed: int) -> EvasionAttack:
     norm: Any = np.inf if math.isinf(attack.norm) else 2
     targeted = attack.targeted is not None
     if attack.name == "fgsm":
@@ -82,27 +82,39 @@ def _art_attack(attack: Attack, estimator: PyTorchClassifier, batch_size: int) -
             max_norm=attack.eps,
             targeted=targeted,
             batch_size=batch_size,
-            seed=attack.seed,
+            seed=seed,
         )
     raise RobustoodError(f"attack {attack.name!r} has no ART backend")
 
 
 def art_generate(
-    attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    attack: Attack,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    generator: torch.Generator | None = None,
 ) -> AttackOutput:
     """Run ``attack`` through ART on one batch; the result is put back on ``x``'s device.
 
-    ART draws random starts from NumPy's global generator: it is seeded from the
-    attack's own stream before each call, so runs repeat.
+    ART draws random starts from NumPy's global generator: it is seeded with a number drawn
+    from ``generator`` (torch's default generator when ``None``) before each call, and DDN
+    gets the same number as its seed, so runs repeat.
     """
     with torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     estimator = art_estimator(model, x, num_classes)
-    art = _art_attack(attack, estimator, batch_size=max(1, x.shape[0]))
-    np.random.seed(int(torch.randint(0, 2**31 - 1, (1,), generator=attack.generator(x.device), device=x.device)))
+    seed = _draw_seed(generator, x.device)
+    art = _art_attack(attack, estimator, batch_size=max(1, x.shape[0]), seed=seed)
+    np.random.seed(seed)
     labels = (target if target is not None else y).detach().cpu().numpy().astype(np.int64)
     x_adv = art.generate(x.detach().cpu().numpy().astype(np.float32), y=labels)
     return AttackOutput(torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device), target, None)
+
+
+def _draw_seed(generator: torch.Generator | None, device: torch.device) -> int:
+    """A NumPy seed in [0, 2³¹ − 1) drawn from ``generator`` on ``device``."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
 
 
 class DecoupledDirectionNorm(EvasionAttack):
@@ -238,16 +250,32 @@ class ARTAttack:
         return self
 
     def generate(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
     ) -> AttackOutput:
+        """Run the ART object on a batch; with ``generator``, NumPy's global generator (which ART
+        draws from) is first seeded from it, otherwise it is left as it is."""
         if self.targeted and target is None:
             raise RobustoodError(f"{self.name} is targeted: pass target=<class per input>")
+        if generator is not None:
+            np.random.seed(_draw_seed(generator, x.device))
         labels = (target if target is not None else y).detach().cpu().numpy().astype(np.int64)
         with attack_mode(model):
             x_adv = self.art.generate(x.detach().cpu().numpy().astype(np.float32), y=labels)
         return AttackOutput(torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device), target, None)
 
     def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        return self.generate(model, x, y, target).x_adv
+        return self.generate(model, x, y, target, generator=generator).x_adv

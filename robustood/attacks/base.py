@@ -1,18 +1,22 @@
-"""The attack configuration object, target selection, and the model-state guard every backend shares.
+"""The attack base class, target selection, and the model-state guard every attack family shares.
 
-An :class:`Attack` is a frozen configuration (printable, hashable, reusable as a table
+The bottom layer of ``robustood.attacks``: it imports no other attack module. An
+:class:`Attack` is a frozen configuration (printable, hashable, reusable as a table
 label); calling it runs the attack: ``attack(model, x, y) -> x_adv``. Images are float
 ``B×C×H×W`` in [0, 1]; ``eps`` is in those pixel units and bounds the perturbation in
-the attack's norm (``inf`` or ``2``).
+the attack's norm (``inf`` or ``2``). Each family (``gradient.py``, ``ddn.py``)
+subclasses :class:`Attack` and implements :meth:`Attack._run`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -155,20 +159,25 @@ def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @dataclass(frozen=True)
-class Attack:
+class Attack(ABC):
     """One attack configuration; call it to attack a batch.
 
-    Build it with :func:`robustood.attacks.build_attack` (which validates and fills
-    defaults). ``name`` is a registry key (``fgsm``, ``pgd``, ``bim``, ``ddn``), ``eps``
-    the budget in [0, 1] pixel units in ``norm`` (``inf`` or ``2``), ``steps`` /
-    ``step_size`` the iterations and their size, ``random_start`` a uniform start in the
-    eps ball (PGD), ``targeted`` ``None`` (untargeted), a class index or name,
-    ``"random"`` or ``"least-likely"``. ``backend`` is ``"native"`` (device tensors, ART's
-    update rule) or ``"art"`` (ART's own attack objects). ``seed`` seeds random starts and
-    random targets; successive calls continue one random stream.
+    Build it with :func:`robustood.attacks.build_attack` (which validates, fills defaults
+    and picks the family's subclass). ``name`` is a registry key (``fgsm``, ``pgd``,
+    ``bim``, ``ddn``), ``eps`` the budget in [0, 1] pixel units in ``norm`` (``inf`` or
+    ``2``), ``steps`` / ``step_size`` the iterations and their size, ``random_start`` a
+    uniform start in the eps ball (PGD), ``targeted`` ``None`` (untargeted), a class index
+    or name, ``"random"`` or ``"least-likely"``. ``backend`` is ``"native"`` (device
+    tensors, ART's update rule) or ``"art"`` (ART's own attack objects). ``seed`` is the
+    seed a runner such as :func:`~robustood.attacks.run_attack` gives the generator it
+    passes; ``gamma`` / ``init_norm`` are DDN's norm update and initial norm.
 
-    >>> atk = build_attack("pgd", eps=8 / 255)           # doctest: +SKIP
-    >>> x_adv = atk(model, x, y)                           # doctest: +SKIP
+    The object holds no state: random starts, random targets and the seed handed to ART
+    are drawn from the ``generator`` of each call (torch's default generator when
+    ``None``), so the same generator state gives the same result.
+
+    >>> atk = build_attack("pgd", eps=8 / 255)                                  # doctest: +SKIP
+    >>> x_adv = atk(model, x, y, generator=torch.Generator().manual_seed(0))   # doctest: +SKIP
     """
 
     name: str
@@ -182,7 +191,6 @@ class Attack:
     seed: int = 0
     gamma: float = 0.05
     init_norm: float = 1.0
-    _state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @property
     def label(self) -> str:
@@ -216,41 +224,54 @@ class Attack:
             return self
         return replace(self, targeted=resolve_target_class(self.targeted, class_names))
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The attack's random stream on ``device``, seeded from ``seed`` on first use."""
-        key = str(device)
-        gen = self._state.get(key)
-        if gen is None:
-            gen = torch.Generator(device=device).manual_seed(self.seed)
-            self._state[key] = gen
-        return gen
-
     def reset(self) -> None:
-        """Restart the random stream (the next call draws what the first call drew)."""
-        self._state.clear()
+        """Deprecated no-op: an attack holds no random state; pass ``generator=`` to each call instead."""
+        warnings.warn(
+            "Attack.reset() does nothing (an attack holds no random state) and will be removed; "
+            "pass generator=torch.Generator(device).manual_seed(seed) to each call instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
-    def targets(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-        """The target class of every input (``None`` for an untargeted attack)."""
+    def targets(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """The target class of every input (``None`` for an untargeted attack); random targets
+        are drawn from ``generator`` (torch's default generator when ``None``)."""
         if self.targeted is None:
             return None
         with torch.no_grad():
             logits = model(x).float() if self.targeted == "least-likely" else None
             num_classes = int((logits if logits is not None else model(x[:1])).shape[1])
-        return select_targets(self.targeted, y, logits, num_classes, self.generator(x.device))
+        return select_targets(self.targeted, y, logits, num_classes, generator)
 
     def generate(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
     ) -> AttackOutput:
-        """Attack a batch and report the targets used and the per-sample first success."""
-        from .registry import run_backend
+        """Attack a batch and report the targets used and the per-sample first success.
 
+        ``x`` is ``B×C×H×W`` in [0, 1], ``y`` the labels ``[B]``, ``target`` optional target
+        classes ``[B]`` of a targeted attack. Every random draw comes from ``generator``
+        (on ``x``'s device; ``None``: torch's default generator).
+        """
         if x.dim() < 2 or x.shape[0] != y.shape[0]:
             raise RobustoodError(f"x ({tuple(x.shape)}) and y ({tuple(y.shape)}) must hold the same number of inputs")
+        if generator is not None and generator.device.type != x.device.type:
+            raise RobustoodError(
+                f"the generator is on {generator.device.type} but x is on {x.device.type}; "
+                "use torch.Generator(device=x.device)"
+            )
         y = y.to(x.device)
         x = x.detach()
         with attack_mode(model):
             if target is None:
-                target = self.targets(model, x, y)
+                target = self.targets(model, x, y, generator)
             elif self.targeted is None:
                 raise RobustoodError("a target was given to an untargeted attack; build it with targeted=...")
             else:
@@ -258,12 +279,33 @@ class Attack:
             if self.eps == 0 or x.shape[0] == 0:
                 return AttackOutput(x.clone(), target, None)
             with torch.enable_grad():
-                out = run_backend(self, model, x, y, target)
+                out = self._run(model, x, y, target, generator)
         return AttackOutput(out.x_adv.detach(), target, out.first_success)
 
     def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Adversarial images for ``x`` (``B×C×H×W`` in [0, 1]) with labels ``y`` ``[B]``; same device,
         within ``eps`` of ``x`` in the attack's norm, in [0, 1], carrying no autograd graph."""
-        return self.generate(model, x, y, target).x_adv
+        return self.generate(model, x, y, target, generator=generator).x_adv
+
+    @abstractmethod
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> AttackOutput:
+        """The family's algorithm on one non-empty batch, ``eps > 0``.
+
+        Called by :meth:`generate` with the model in attack mode, gradients enabled, ``x``
+        detached, ``y`` and ``target`` on ``x``'s device.
+        """

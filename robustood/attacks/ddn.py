@@ -3,7 +3,8 @@
 Rony, Hafemann, Oliveira, Ben Ayed, Sabourin, Granger: "Decoupled Direction and Norm
 for Efficient Gradient-Based L2 Adversarial Attacks and Defenses", CVPR 2019
 (https://arxiv.org/abs/1811.09600). Not in ART; ``robustood.attacks._art`` wraps this
-function as an ART ``EvasionAttack`` so both backends run the same algorithm.
+function as an ART ``EvasionAttack`` so both backends run the same algorithm. :class:`DDN`
+is its :class:`~robustood.attacks.base.Attack`.
 
 Each step takes a normalised gradient step of cosine-annealed size on the perturbation
 ``δ`` (direction), then rescales ``δ`` to a norm ``ε_k`` that shrinks by ``(1 − γ)`` when
@@ -16,14 +17,15 @@ last iterate (within ``max_norm``, in [0, 1]).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttackOutput
+from .base import Attack, AttackOutput
 
-__all__ = ["ddn"]
+__all__ = ["DDN", "ddn"]
 
 
 def ddn(
@@ -94,3 +96,34 @@ def ddn(
         out = torch.where(found.view(view), best, delta)
         x_adv = (x0 + out).clamp_(0.0, 1.0)
     return AttackOutput(x_adv, target, first)
+
+
+@dataclass(frozen=True)
+class DDN(Attack):
+    """DDN bounded by ``eps`` in L2 (``steps``, ``gamma``, ``init_norm``): :func:`ddn` natively,
+    or as an ART ``EvasionAttack`` with ``backend="art"``. Build it with
+    :func:`robustood.attacks.build_attack`."""
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> AttackOutput:
+        if self.backend == "art":
+            from ._art import art_generate
+
+            return art_generate(self, model, x, y, target, generator)
+        return ddn(
+            model,
+            x,
+            y,
+            steps=self.steps,
+            gamma=self.gamma,
+            init_norm=self.init_norm,
+            max_norm=self.eps,
+            target=target,
+            generator=generator,
+        )

@@ -1,9 +1,10 @@
-"""Attack metrics: stream a dataset through one attack and measure what it did.
+"""Attack metrics: measure what one attack did to a stream of batches.
 
 Per attack × eps: clean accuracy, robust (adversarial) accuracy, success rate, mean drop
 of the true-class probability, mean iterations to success, mean / max L∞ and L2
-perturbation norms, wall time and images per second. Sums stay on the device while the
-batches stream (no per-batch synchronisation); only plain floats leave.
+perturbation norms, wall time and images per second. :class:`AttackMetrics` accumulates
+them batch by batch (sums stay on the device, no per-batch synchronisation; only plain
+floats leave); :func:`run_attack` streams a dataset through an attack and feeds it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,9 +26,9 @@ from ..data import DatasetBundle
 from ..errors import IncompatibleModelError, RobustoodError
 from ..inference import iter_batches
 from ..utils import format_eps, select_device
-from .base import TARGET_MODES, Attack, norm_label
+from .base import TARGET_MODES, Attack, AttackOutput, norm_label
 
-__all__ = ["PRECISIONS", "AttackResult", "AttackSamples", "precision_context", "run_attack"]
+__all__ = ["PRECISIONS", "AttackMetrics", "AttackResult", "AttackSamples", "precision_context", "run_attack"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -97,8 +98,9 @@ class AttackResult:
 
 
 @contextlib.contextmanager
-def precision_context(precision: str, device: torch.device, model: nn.Module | None = None):
-    """``fp32``: nothing. ``bf16``: CUDA autocast to bfloat16 and a channels-last model.
+def precision_context(precision: str, device: torch.device, model: nn.Module | None = None) -> Iterator[None]:
+    """``fp32``: nothing. ``bf16``: CUDA autocast to bfloat16 and a channels-last model, whose
+    memory format is restored on exit.
 
     bf16 is refused off CUDA (CPU autocast is slow on most CPUs and MPS support varies).
     """
@@ -109,10 +111,147 @@ def precision_context(precision: str, device: torch.device, model: nn.Module | N
         return
     if device.type != "cuda":
         raise RobustoodError(f"precision bf16 needs a CUDA device (got {device.type}); use fp32 here")
+    restore = model is not None and not _channels_last(model)
     if model is not None:
         model.to(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        yield
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    finally:
+        if restore:
+            model.to(memory_format=torch.contiguous_format)  # type: ignore[union-attr]
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """Whether the model's first 4-D parameter whose layouts differ is channels-last (``False`` if none)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.is_contiguous() != p.is_contiguous(memory_format=torch.channels_last):
+            return p.is_contiguous(memory_format=torch.channels_last)
+    return False
+
+
+class AttackMetrics:
+    """Running measurements of one attack, updated batch by batch.
+
+    The caller owns batching, device moves, progress and timing; this class only does the
+    arithmetic. Sums stay on the batches' device in float64 (no host synchronisation per
+    batch); ``keep`` inputs (with their adversarial versions and predictions) are copied to
+    the host for :attr:`AttackResult.samples`. ``class_names`` resolve a target class given
+    by name, as :meth:`Attack.with_class_names` does, for the result's label.
+
+    >>> metrics = AttackMetrics(attack)                                            # doctest: +SKIP
+    >>> for x, y in batches:                                                       # doctest: +SKIP
+    ...     logits = model(x).float()
+    ...     out = attack.generate(model, x, y)
+    ...     metrics.update(x, y, logits, out, model(out.x_adv).float())
+    >>> metrics.result(seconds).robust_accuracy                                    # doctest: +SKIP
+    """
+
+    _SUMS = ("n", "clean", "adv", "eligible", "success", "drop", "iters", "tracked", "linf", "l2", "linf_max", "l2_max")
+
+    def __init__(self, attack: Any, *, keep: int = 0, class_names: Sequence[str] | None = None) -> None:
+        if class_names is not None and hasattr(attack, "with_class_names"):
+            attack = attack.with_class_names(list(class_names))
+        self.attack = attack
+        self.keep = int(keep)
+        self._steps = int(getattr(attack, "steps", 1))
+        self._sums: dict[str, torch.Tensor] | None = None
+        self._tracked_any = False
+        self._kept: dict[str, list[np.ndarray]] = {}
+        self._have_kept = 0
+
+    def update(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        logits: torch.Tensor,
+        out: AttackOutput,
+        logits_adv: torch.Tensor,
+    ) -> None:
+        """Add one batch: inputs ``x`` (``B×C×H×W``), labels ``y`` ``[B]``, the clean logits of ``x``
+        (``B×K`` float), the attack's output and the logits of ``out.x_adv`` (``B×K`` float)."""
+        with torch.no_grad():
+            if self._sums is None:
+                self._sums = {k: torch.zeros((), dtype=torch.float64, device=x.device) for k in self._SUMS}
+            sums = self._sums
+            p = logits.softmax(1).gather(1, y[:, None])[:, 0]
+            p_adv = logits_adv.softmax(1).gather(1, y[:, None])[:, 0]
+            pred, pred_adv = logits.argmax(1), logits_adv.argmax(1)
+            correct = pred == y
+            eligible = correct if out.target is None else correct & (y != out.target)
+            hit = pred_adv != y if out.target is None else pred_adv == out.target
+            success = eligible & hit
+            delta = (out.x_adv - x).flatten(1).double()
+            linf, l2 = delta.abs().amax(1), delta.norm(p=2, dim=1)
+            sums["n"] += y.numel()
+            sums["clean"] += correct.sum()
+            sums["adv"] += (pred_adv == y).sum()
+            sums["eligible"] += eligible.sum()
+            sums["success"] += success.sum()
+            sums["drop"] += (p - p_adv).double().sum()
+            sums["linf"] += linf.sum()
+            sums["l2"] += l2.sum()
+            sums["linf_max"] = torch.maximum(sums["linf_max"], linf.max())
+            sums["l2_max"] = torch.maximum(sums["l2_max"], l2.max())
+            if out.first_success is not None:
+                self._tracked_any = True
+                first = out.first_success
+                iters = torch.where(first >= 0, first, torch.full_like(first, self._steps))
+                sums["iters"] += torch.where(success, iters, 0).double().sum()
+                sums["tracked"] += success.sum()
+            if self._have_kept < self.keep:
+                m = min(self.keep - self._have_kept, x.shape[0])
+                target = out.target if out.target is not None else torch.full_like(y, -1)
+                for key, arr in (
+                    ("x", x),
+                    ("y", y),
+                    ("x_adv", out.x_adv),
+                    ("pred", pred),
+                    ("conf", logits.softmax(1).amax(1)),
+                    ("pred_adv", pred_adv),
+                    ("conf_adv", logits_adv.softmax(1).amax(1)),
+                    ("target", target),
+                ):
+                    self._kept.setdefault(key, []).append(arr[:m].detach().cpu().numpy())
+                self._have_kept += m
+
+    def result(self, seconds: float, *, precision: str = "fp32") -> AttackResult:
+        """The measurements so far (one host synchronisation); ``seconds`` is the caller's wall time."""
+        s = {k: float(v) for k, v in self._sums.items()} if self._sums is not None else dict.fromkeys(self._SUMS, 0.0)
+        n = int(s["n"])
+        samples = None
+        if self._kept:
+            arrays = {k: np.concatenate(v) for k, v in self._kept.items()}
+            arrays["x"], arrays["x_adv"] = arrays["x"].astype(np.float32), arrays["x_adv"].astype(np.float32)
+            samples = AttackSamples(**arrays)
+        attack = self.attack
+        targeted = getattr(attack, "targeted", None)
+        return AttackResult(
+            attack=attack.label,
+            name=attack.name,
+            norm=norm_label(attack.norm),
+            eps=float(attack.eps),
+            targeted="" if targeted is None else str(targeted),
+            backend=getattr(attack, "backend", "native"),
+            precision=precision,
+            n=n,
+            clean_accuracy=_ratio(s["clean"], n),
+            robust_accuracy=_ratio(s["adv"], n),
+            success_rate=_ratio(s["success"], s["eligible"]),
+            confidence_drop=_ratio(s["drop"], n),
+            mean_iterations=_ratio(s["iters"], s["tracked"]) if self._tracked_any else math.nan,
+            linf_mean=_ratio(s["linf"], n),
+            linf_max=s["linf_max"] if n else math.nan,
+            l2_mean=_ratio(s["l2"], n),
+            l2_max=s["l2_max"] if n else math.nan,
+            seconds=seconds,
+            images_per_second=_ratio(n, seconds),
+            samples=samples,
+        )
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
 
 
 def _as_dataset(data: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor]) -> tuple[Dataset, Any]:
@@ -126,6 +265,19 @@ def _as_dataset(data: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _check_classes(k: int, y_max: int, names: Sequence[str] | None) -> None:
+    """Refuse a model whose ``k`` outputs do not match the dataset's classes or the labels."""
+    if names is not None and k != len(names):
+        raise IncompatibleModelError(
+            f"the model outputs {k} classes but the dataset has {len(names)} ({', '.join(names)})"
+        )
+    if y_max >= k:
+        raise IncompatibleModelError(
+            f"the model outputs {k} classes but the labels go up to {y_max}; "
+            "use a model trained on this dataset's classes"
+        )
 
 
 def run_attack(
@@ -149,7 +301,8 @@ def run_attack(
     predictions in :attr:`AttackResult.samples`, for plots or saving. A target class given
     by name is resolved with the bundle's (or ``class_names``) classes. Raises
     :class:`~robustood.errors.IncompatibleModelError` when the model's outputs do not match
-    the dataset's classes.
+    the dataset's classes. The attack's random draws come from one generator seeded with
+    ``attack.seed`` for the whole run, so a run repeats exactly.
 
     ``clean_logits`` (``N×K``, in dataset order) are the model's logits on the clean inputs
     when a caller has them already (:func:`robustood.evaluate` computes them once per
@@ -164,130 +317,45 @@ def run_attack(
         attack = attack.with_class_names(names)
     elif isinstance(attack, Attack) and isinstance(attack.targeted, str) and attack.targeted not in TARGET_MODES:
         raise RobustoodError(f"target class {attack.targeted!r} is a name; pass class_names=... to resolve it")
-    n_keep = (len(ds) if keep is True else int(keep)) if keep else 0  # type: ignore[arg-type]
-    steps = getattr(attack, "steps", 1)
-    zero = torch.zeros((), dtype=torch.float64, device=dev)
-    sums = {k: zero.clone() for k in ("n", "clean", "adv", "eligible", "success", "drop", "iters", "tracked")}
-    sums.update({k: zero.clone() for k in ("linf", "l2", "linf_max", "l2_max")})
-    kept: dict[str, list[np.ndarray]] = {}
-    have_kept = 0
-    seen = 0
     if clean_logits is not None and len(clean_logits) != len(ds):  # type: ignore[arg-type]
         raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(ds)} inputs")  # type: ignore[arg-type]
-    tracked_any = False
-    total = -(-len(ds) // batch_size)  # type: ignore[arg-type]
+    n_keep = (len(ds) if keep is True else int(keep)) if keep else 0  # type: ignore[arg-type]
+    metrics = AttackMetrics(attack, keep=n_keep)
+    seed = getattr(attack, "seed", None)
+    gen = torch.Generator(dev).manual_seed(seed) if isinstance(seed, int) else None
+    kw = {} if gen is None else {"generator": gen}
+    seen = 0
     was_training = model.training
     model.eval()
     _sync(dev)
     t0 = time.perf_counter()
+    batches = tqdm(
+        iter_batches(ds, batch_size),
+        desc=attack.label,
+        total=-(-len(ds) // batch_size),  # type: ignore[arg-type]
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
     with precision_context(precision, dev, model):
-        for x, y in tqdm(
-            iter_batches(ds, batch_size),
-            desc=attack.label,
-            total=total,
-            leave=False,
-            disable=None if progress is None else not progress,
-        ):
+        for x, y in batches:
             y_max = int(y.max()) if len(y) else -1
             if len(y) and (int(y.min()) < 0 or (names is not None and y_max >= len(names))):
                 raise RobustoodError(f"labels must be class indices 0..{len(names or []) - 1}, got {int(y.min())}…")
-            x = x.to(dev, non_blocking=True).float()
-            y = y.to(dev, non_blocking=True).long()
-            if clean_logits is not None:
-                logits = clean_logits[seen : seen + len(y)].to(dev, non_blocking=True).float()
-            else:
-                with torch.no_grad():
+            x, y = x.to(dev, non_blocking=True).float(), y.to(dev, non_blocking=True).long()
+            with torch.no_grad():
+                if clean_logits is not None:
+                    logits = clean_logits[seen : seen + len(y)].to(dev, non_blocking=True).float()
+                else:
                     logits = model(x).float()
             seen += len(y)
-            k = logits.shape[1]
-            if names is not None and k != len(names):
-                raise IncompatibleModelError(
-                    f"the model outputs {k} classes but the dataset has {len(names)} ({', '.join(names)})"
-                )
-            if y_max >= k:
-                raise IncompatibleModelError(
-                    f"the model outputs {k} classes but the labels go up to {y_max}; "
-                    "use a model trained on this dataset's classes"
-                )
-            out = attack.generate(model, x, y)
+            _check_classes(logits.shape[1], y_max, names)
+            out = attack.generate(model, x, y, **kw)
             with torch.no_grad():
                 logits_adv = model(out.x_adv).float()
                 if on_batch is not None:
                     on_batch(x, y, out.x_adv, logits_adv)
-                p = logits.softmax(1).gather(1, y[:, None])[:, 0]
-                p_adv = logits_adv.softmax(1).gather(1, y[:, None])[:, 0]
-                pred, pred_adv = logits.argmax(1), logits_adv.argmax(1)
-                correct = pred == y
-                eligible = correct if out.target is None else correct & (y != out.target)
-                hit = pred_adv != y if out.target is None else pred_adv == out.target
-                success = eligible & hit
-                delta = (out.x_adv - x).flatten(1).double()
-                linf, l2 = delta.abs().amax(1), delta.norm(p=2, dim=1)
-                sums["n"] += y.numel()
-                sums["clean"] += correct.sum()
-                sums["adv"] += (pred_adv == y).sum()
-                sums["eligible"] += eligible.sum()
-                sums["success"] += success.sum()
-                sums["drop"] += (p - p_adv).double().sum()
-                sums["linf"] += linf.sum()
-                sums["l2"] += l2.sum()
-                sums["linf_max"] = torch.maximum(sums["linf_max"], linf.max())
-                sums["l2_max"] = torch.maximum(sums["l2_max"], l2.max())
-                if out.first_success is not None:
-                    tracked_any = True
-                    first = out.first_success
-                    iters = torch.where(first >= 0, first, torch.full_like(first, steps))
-                    sums["iters"] += torch.where(success, iters, 0).double().sum()
-                    sums["tracked"] += success.sum()
-            if have_kept < n_keep:
-                m = min(n_keep - have_kept, x.shape[0])
-                target = out.target if out.target is not None else torch.full_like(y, -1)
-                for key, arr in (
-                    ("x", x),
-                    ("y", y),
-                    ("x_adv", out.x_adv),
-                    ("pred", pred),
-                    ("conf", logits.softmax(1).amax(1)),
-                    ("pred_adv", pred_adv),
-                    ("conf_adv", logits_adv.softmax(1).amax(1)),
-                    ("target", target),
-                ):
-                    kept.setdefault(key, []).append(arr[:m].detach().cpu().numpy())
-                have_kept += m
+            metrics.update(x, y, logits, out, logits_adv)
     _sync(dev)
     seconds = time.perf_counter() - t0
     model.train(was_training)
-    s = {k: float(v) for k, v in sums.items()}
-    n = int(s["n"])
-
-    def ratio(a: float, b: float) -> float:
-        return a / b if b > 0 else math.nan
-
-    samples = None
-    if kept:
-        arrays = {k: np.concatenate(v) for k, v in kept.items()}
-        arrays["x"], arrays["x_adv"] = arrays["x"].astype(np.float32), arrays["x_adv"].astype(np.float32)
-        samples = AttackSamples(**arrays)
-    targeted = getattr(attack, "targeted", None)
-    return AttackResult(
-        attack=attack.label,
-        name=attack.name,
-        norm=norm_label(attack.norm),
-        eps=float(attack.eps),
-        targeted="" if targeted is None else str(targeted),
-        backend=getattr(attack, "backend", "native"),
-        precision=precision,
-        n=n,
-        clean_accuracy=ratio(s["clean"], n),
-        robust_accuracy=ratio(s["adv"], n),
-        success_rate=ratio(s["success"], s["eligible"]),
-        confidence_drop=ratio(s["drop"], n),
-        mean_iterations=ratio(s["iters"], s["tracked"]) if tracked_any else math.nan,
-        linf_mean=ratio(s["linf"], n),
-        linf_max=s["linf_max"] if n else math.nan,
-        l2_mean=ratio(s["l2"], n),
-        l2_max=s["l2_max"] if n else math.nan,
-        seconds=seconds,
-        images_per_second=ratio(n, seconds),
-        samples=samples,
-    )
+    return metrics.result(seconds, precision=precision)

@@ -1,28 +1,36 @@
-"""The attack registry, the validating constructor, spec strings, and backend dispatch."""
+"""The top of ``robustood.attacks``: the registry, the validating constructor and attack spec strings.
+
+Adding an attack takes one module with an :class:`~robustood.attacks.base.Attack` subclass
+(its ``_run``) and one :class:`AttackInfo` line in :data:`ATTACKS`.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
-import torch
-from torch import nn
-
 from ..errors import RobustoodError
+from ..spec import as_bool, as_float, as_int, parse_spec
 from ..utils import parse_eps
-from .base import Attack, AttackOutput, _check_targeted, norm_label, parse_norm, resolve_target_class
+from .base import Attack, _check_targeted, norm_label, parse_norm, resolve_target_class
+from .ddn import DDN
+from .gradient import GradientAttack
 
-__all__ = ["ATTACKS", "BACKENDS", "AttackInfo", "build_attack", "parse_attack_spec", "run_backend"]
+__all__ = ["ATTACKS", "BACKENDS", "AttackInfo", "build_attack", "parse_attack_spec"]
 
 BACKENDS = ("native", "art")
 
 
 @dataclass(frozen=True)
 class AttackInfo:
-    """A registry entry: the norms an attack supports, its default steps, whether it may start randomly."""
+    """A registry entry: the attack's class, the norms it supports, its default steps, whether it
+    may start randomly, and its paper."""
 
     name: str
+    cls: type[Attack]
     description: str
     norms: tuple[float, ...]
     default_steps: int
@@ -35,6 +43,7 @@ ATTACKS: dict[str, AttackInfo] = {
     for a in (
         AttackInfo(
             "fgsm",
+            GradientAttack,
             "Fast Gradient (Sign) Method: one step of size eps (sign of the gradient for L∞, normalised for L2)",
             (math.inf, 2.0),
             1,
@@ -43,6 +52,7 @@ ATTACKS: dict[str, AttackInfo] = {
         ),
         AttackInfo(
             "bim",
+            GradientAttack,
             "Basic Iterative Method: iterative FGSM from the clean input, projected on the eps ball",
             (math.inf, 2.0),
             10,
@@ -51,6 +61,7 @@ ATTACKS: dict[str, AttackInfo] = {
         ),
         AttackInfo(
             "pgd",
+            GradientAttack,
             "Projected Gradient Descent: BIM from a uniform random start in the eps ball",
             (math.inf, 2.0),
             10,
@@ -59,6 +70,7 @@ ATTACKS: dict[str, AttackInfo] = {
         ),
         AttackInfo(
             "ddn",
+            DDN,
             "Decoupled Direction and Norm: minimal-L2 attack, bounded by eps",
             (2.0,),
             100,
@@ -117,26 +129,26 @@ def build_attack(
     if p not in info.norms:
         allowed = " or ".join(norm_label(n) for n in info.norms)
         raise RobustoodError(f"attack {key} supports {allowed}, not {norm_label(p)}; use norm=2 (--norm 2)")
-    n_steps = info.default_steps if steps is None else int(steps)
+    n_steps = info.default_steps if steps is None else _integer(steps, "steps", "a positive integer")
     if key == "fgsm" and n_steps != 1:
         raise RobustoodError(f"fgsm takes exactly one step, got steps={steps}; use bim or pgd for more")
     if n_steps < 1:
         raise RobustoodError(f"steps must be a positive integer, got {steps}")
     alpha = None
     if step_size is not None:
-        alpha = parse_eps(step_size) if isinstance(step_size, str) else float(step_size)
-        if not (alpha > 0 and math.isfinite(alpha)):
-            raise RobustoodError(f"step_size must be positive, got {step_size}")
+        alpha = _number(step_size, "step_size")
+        if alpha <= 0:
+            raise RobustoodError(f"step_size must be positive (pixel units of [0, 1] images), got {step_size}")
     if backend not in BACKENDS:
         raise RobustoodError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     tgt = _check_targeted(targeted)
     if kw.get("class_names") is not None and tgt is not None and tgt not in ("random", "least-likely"):
         tgt = resolve_target_class(tgt, kw["class_names"])
-    gamma = float(kw.get("gamma", 0.05))
-    init_norm = float(kw.get("init_norm", 1.0))
+    gamma = _number(kw.get("gamma", 0.05), "gamma")
+    init_norm = _number(kw.get("init_norm", 1.0), "init_norm")
     if not 0 < gamma < 1 or init_norm <= 0:
         raise RobustoodError(f"ddn needs 0 < gamma < 1 and init_norm > 0, got gamma={gamma}, init_norm={init_norm}")
-    return Attack(
+    return info.cls(
         name=key,
         eps=eps_v,
         norm=p,
@@ -145,83 +157,74 @@ def build_attack(
         random_start=bool(random_start) and info.random_start,
         targeted=tgt,
         backend=backend,
-        seed=int(seed),
+        seed=_integer(seed, "seed"),
         gamma=gamma,
         init_norm=init_norm,
     )
 
 
 def parse_attack_spec(spec: str, **defaults: Any) -> Attack:
-    """Build an attack from text ``NAME:EPS[:NORM][:key=value…]``.
+    """Build an attack from text ``NAME:EPS[:NORM][:key=value…]`` (the grammar of :mod:`robustood.spec`).
 
     Examples: ``fgsm:2/255``, ``pgd:8/255``, ``pgd:0.5:l2``, ``pgd:8/255:steps=20:step_size=1/255``,
-    ``fgsm:8/255:targeted=least-likely``. ``defaults`` are keyword arguments of
-    :func:`build_attack` that the spec does not set (e.g. ``backend``, ``seed``).
+    ``fgsm:8/255:targeted=least-likely``, ``ddn:1:l2:gamma=0.1``. Keys: ``steps``, ``step_size``,
+    ``random_start``, ``targeted``, ``backend``, ``gamma``, ``init_norm``, ``seed``. ``defaults``
+    are keyword arguments of :func:`build_attack` that the spec does not set (e.g. ``backend``,
+    ``seed``). Raises :class:`RobustoodError` naming the spec and the option for bad input.
     """
-    parts = [p.strip() for p in str(spec).split(":")]
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise RobustoodError(f"invalid attack spec {spec!r}; use NAME:EPS[:NORM], e.g. fgsm:2/255 or pgd:0.5:l2")
+    parsed = parse_spec(spec, what="attack")
+    shown = f"attack {str(spec).strip()!r}"
+    if not parsed.args or len(parsed.args) > 2:
+        raise RobustoodError(f"invalid {shown}; use NAME:EPS[:NORM][:key=value…], e.g. fgsm:2/255 or pgd:0.5:l2")
     options: dict[str, Any] = dict(defaults)
-    options["eps"] = parts[1]
-    for part in parts[2:]:
-        if "=" in part:
-            key, value = (s.strip() for s in part.split("=", 1))
-            key = key.replace("-", "_")
-            if key == "steps":
-                options[key] = _int(value, spec)
-            elif key == "random_start":
-                options[key] = value.lower() in ("1", "true", "yes", "on")
-            elif key in ("step_size", "targeted", "backend", "gamma", "init_norm", "seed"):
-                options[key] = _int(value, spec) if key == "seed" else value
-                if key in ("gamma", "init_norm"):
-                    options[key] = float(value)
-            else:
-                raise RobustoodError(f"unknown option {key!r} in attack spec {spec!r}")
-        else:
-            options["norm"] = part
-    return build_attack(parts[0], **options)
+    options["eps"] = parsed.args[0]
+    if len(parsed.args) == 2:
+        options["norm"] = parsed.args[1]
+    for key, value in parsed.options:
+        if key not in _READERS:
+            raise RobustoodError(f"unknown option {key}= in {shown}; known: {', '.join(_READERS)}")
+        options[key] = _READERS[key](value, key, shown)
+    return build_attack(parsed.name, **options)
 
 
-def _int(value: str, spec: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise RobustoodError(f"expected an integer in attack spec {spec!r}, got {value!r}") from None
+def _as_text(value: str, key: str, spec_text: str) -> str:
+    return value
 
 
-def run_backend(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None):
-    """Dispatch one batch to the attack's backend (model already in attack mode)."""
-    if attack.backend == "art":
-        from ._art import art_generate
+_READERS = {
+    "steps": lambda v, k, s: as_int(v, k, s, minimum=1),
+    "step_size": lambda v, k, s: as_float(v, k, s, minimum=0.0, open_min=True),
+    "random_start": as_bool,
+    "targeted": _as_text,
+    "backend": _as_text,
+    "gamma": lambda v, k, s: as_float(v, k, s, minimum=0.0, maximum=1.0, open_min=True),
+    "init_norm": lambda v, k, s: as_float(v, k, s, minimum=0.0, open_min=True),
+    "seed": as_int,
+}
 
-        return art_generate(attack, model, x, y, target)
-    gen = attack.generator(x.device)
-    if attack.name == "ddn":
-        from .ddn import ddn
 
-        return ddn(
-            model,
-            x,
-            y,
-            steps=attack.steps,
-            gamma=attack.gamma,
-            init_norm=attack.init_norm,
-            max_norm=attack.eps,
-            target=target,
-            generator=gen,
-        )
-    from .engine import pgd
+def _integer(value: Any, name: str, need: str = "an integer") -> int:
+    """An integer argument: an int, an integral float or its text; ``2.7``, ``True``, ``inf`` are refused."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise RobustoodError(f"{name} must be {need}, got {value!r}") from None
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Integral)
+        or (isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer())
+    ):
+        raise RobustoodError(f"{name} must be {need}, got {value!r}")
+    return int(value)
 
-    out: AttackOutput = pgd(
-        model,
-        x,
-        y,
-        eps=attack.eps,
-        step_size=attack.alpha,
-        steps=attack.steps,
-        norm=attack.norm,
-        random_init=attack.random_start,
-        target=target,
-        generator=gen,
-    )
-    return out
+
+def _number(value: Any, name: str) -> float:
+    """A finite real argument: a number or its text (a decimal or a fraction such as ``1/255``)."""
+    if isinstance(value, str):
+        try:
+            value = float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            raise RobustoodError(f"{name} must be a number such as 0.05 or 1/255, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise RobustoodError(f"{name} must be a finite number, got {value!r}")
+    return float(value)

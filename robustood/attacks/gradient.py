@@ -1,4 +1,4 @@
-"""The native engine: ART's FGSM / BIM / PGD update rule on device tensors.
+"""The gradient family: FGSM, BIM and PGD with ART's update rule, natively on device tensors.
 
 ART's ``ProjectedGradientDescentPyTorch`` spends most of its time outside the gradient
 (parameter gradients, NumPy random starts, host-to-device scalar copies, blocking NaN
@@ -13,19 +13,23 @@ with the same random start (uniform in the L∞ cube / uniform in the L2 ball, c
 [0, 1]), keeping every tensor on the input's device and taking gradients with respect
 to the input only. FGSM is one step with ``α = eps`` from ``x₀``; BIM is PGD without a
 random start. ``tests/test_attacks.py`` checks the result equals ART's.
+
+:class:`GradientAttack` is the :class:`~robustood.attacks.base.Attack` of the three
+(``backend="art"`` runs ART's own objects through :mod:`robustood.attacks._art`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AttackOutput
+from .base import Attack, AttackOutput
 
-__all__ = ["pgd", "project", "random_start", "step_direction"]
+__all__ = ["GradientAttack", "pgd", "project", "random_start", "step_direction"]
 
 
 def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -121,3 +125,34 @@ def pgd(
     with torch.no_grad():
         x_adv = x_adv.detach().clamp_(0.0, 1.0)
     return AttackOutput(x_adv, target, first)
+
+
+@dataclass(frozen=True)
+class GradientAttack(Attack):
+    """FGSM, BIM or PGD (``name``): :func:`pgd` natively, or ART's own attack objects with
+    ``backend="art"``. Build it with :func:`robustood.attacks.build_attack`."""
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> AttackOutput:
+        if self.backend == "art":
+            from ._art import art_generate
+
+            return art_generate(self, model, x, y, target, generator)
+        return pgd(
+            model,
+            x,
+            y,
+            eps=self.eps,
+            step_size=self.alpha,
+            steps=self.steps,
+            norm=self.norm,
+            random_init=self.random_start,
+            target=target,
+            generator=generator,
+        )
