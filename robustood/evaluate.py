@@ -283,17 +283,24 @@ class _ModelRun:
     def detectors(self) -> list[Any]:
         if self._detectors is None:
             from .detectors import make_detector
-            from .detectors.run import _fit
+            from .detectors.run import fit_detectors
 
             dets = [make_detector(d) if isinstance(d, str) else d for d in self.plan.detectors]
-            _fit(dets, self.model, self.bundle, self.device, self.batch_size, self.progress)
+            fit_detectors(
+                dets,
+                self.model,
+                self.bundle.train,
+                device=self.device,
+                batch_size=self.batch_size,
+                progress=self.progress,
+            )
             self._detectors = dets
         return self._detectors
 
     def detector_labels(self) -> list[str]:
-        from .detectors.run import _labels
+        from .detectors.run import detector_labels
 
-        return _labels(self.detectors())
+        return detector_labels(self.detectors())
 
     def squeezer(self) -> Any:
         if self._squeeze is None and self.plan.squeeze:
@@ -315,7 +322,7 @@ class _ModelRun:
         """The clean pass: logits (CPU, for the attacks), accuracy, ID scores and thresholds."""
         if self._clean is None:
             from .detectors.metrics import calibrate_threshold
-            from .detectors.run import _stream
+            from .detectors.run import stream_scores
 
             dets = self.detectors() if self.plan.detectors else []
             kw = dict(
@@ -324,12 +331,12 @@ class _ModelRun:
                 batch_size=self.batch_size,
                 progress=self.progress,
             )
-            scores, correct, logits = _stream(
+            scores, correct, logits = stream_scores(
                 self.model, self.bundle.test, dets, desc=f"{self.label}: clean", keep_logits=True, **kw
             )
             thresholds: dict[str, float] = {}
             if dets and len(self.bundle.val) > 0:  # type: ignore[arg-type]
-                val, _, _ = _stream(self.model, self.bundle.val, dets, desc=f"{self.label}: val", **kw)
+                val, _, _ = stream_scores(self.model, self.bundle.val, dets, desc=f"{self.label}: val", **kw)
                 thresholds = {lab: calibrate_threshold(s) for lab, s in zip(self.detector_labels(), val, strict=True)}
             n = len(logits) if logits is not None else 0
             self._clean = {
@@ -368,7 +375,7 @@ class _ModelRun:
         n = flagged = correct = 0
         for x, y in iter_batches(self.bundle.test, self.batch_size):
             x, y = x.to(self.device), y.to(self.device)
-            flagged += int(det.predict(x).sum())
+            flagged += int(det.flag(x).sum())
             correct += int((det.classify(x) == y).sum())
             n += len(y)
         return [
@@ -378,7 +385,7 @@ class _ModelRun:
         ]
 
     def ood_units(self) -> list[Row]:
-        from .detectors.run import _stream
+        from .detectors.run import stream_scores
 
         rows: list[Row] = []
         for set_name, ds in self.plan.ood.items():
@@ -387,7 +394,7 @@ class _ModelRun:
                 rows += done
                 continue
             c = self.clean()
-            scores, _, _ = _stream(
+            scores, _, _ = stream_scores(
                 self.model,
                 ds,
                 self.detectors(),
@@ -437,7 +444,7 @@ class _ModelRun:
                 if squeeze is not None:
                     with torch.no_grad():
                         ok_clean = self.model(x).argmax(1) == y
-                    flags = squeeze.predict(x_adv)
+                    flags = squeeze.flag(x_adv)
                     success = ok_clean & (logits_adv.argmax(1) != y)
                     tally["flagged"] += int(flags.sum())
                     tally["successful"] += int(success.sum())

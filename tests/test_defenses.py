@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from robustood.cli import main
 from robustood.defenses import (
@@ -21,7 +23,9 @@ from robustood.defenses import (
     squeezing_rows,
     temperature_cross_entropy,
 )
+from robustood.detectors import DETECTORS, BaseDetector, make_detector
 from robustood.errors import NotFittedError, RobustoodError
+from robustood.inference import iter_batches
 from robustood.train import TrainConfig
 
 # ----------------------------------------------------------------------------- squeezers
@@ -39,6 +43,49 @@ def test_bit_depth_rounds_to_levels_like_numpy():
 def test_bit_depth_8_leaves_8_bit_images_unchanged():
     x = torch.randint(0, 256, (2, 1, 8, 8), generator=torch.Generator().manual_seed(1)).float() / 255
     assert torch.allclose(BitDepth(8)(x), x, atol=1e-6)
+
+
+SHAPES = [(4, 1, 8, 8), (2, 3, 9, 7), (1, 3, 2, 3), (3, 1, 5, 1), (2, 3, 16, 16)]
+
+
+def _images(shape, seed: int, *, levels: int | None = None) -> torch.Tensor:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    return x if levels is None else torch.round(x * levels) / levels  # ties and repeated values
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_bit_depth_equals_art_feature_squeezing(shape, bits):
+    from art.defences.preprocessor import FeatureSqueezing
+
+    art = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=bits)
+    # random pixels, pixels on the levels' midpoints (ties: half to even) and 8-bit pixels
+    ties = (torch.randint(0, 2**bits, shape, generator=torch.Generator().manual_seed(bits)) + 0.5) / (2**bits - 1)
+    for x in (_images(shape, bits), ties.clamp(0, 1), _images(shape, bits, levels=255)):
+        expected, _ = art(x.numpy())
+        got = BitDepth(bits)(x)
+        assert got.dtype == x.dtype and got.device == x.device
+        np.testing.assert_array_equal(got.numpy(), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("window", range(1, 6))
+def test_median_filter_equals_art_spatial_smoothing(shape, window):
+    from art.defences.preprocessor import SpatialSmoothing
+
+    art = SpatialSmoothing(window_size=window, channels_first=True, clip_values=(0.0, 1.0))
+    for x in (_images(shape, window), _images(shape, window + 10, levels=3)):
+        expected, _ = art(x.numpy())
+        got = MedianFilter(window)(x)
+        assert got.shape == x.shape and got.dtype == x.dtype
+        np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_median_filter_even_window_takes_the_upper_median_of_the_window_up_and_left():
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]) / 4
+    # pixel (1, 1) sees rows/columns 0-1 → {1, 2, 3, 4}: the upper median 3; pixel (0, 0) sees the edge
+    # repeated (scipy's "reflect") → {1, 1, 1, 1}
+    assert (MedianFilter(2)(x) * 4).tolist() == [[[[1.0, 2.0], [3.0, 3.0]]]]
 
 
 def test_median_filter_and_resample_keep_constant_images_and_shapes():
@@ -74,17 +121,84 @@ def test_detector_rejects_bad_settings(kwargs):
     assert len(str(err.value).splitlines()) == 1
 
 
-def test_detector_use_before_fit_raises(digits_tensors):
+def test_detector_use_before_fit_raises(digits_model, digits_tensors):
     det = FeatureSqueezingDetector()
-    with pytest.raises(NotFittedError, match="fit"):
-        det.predict(digits_tensors[0][:4])
+    x = digits_tensors[0][:4]
+    assert not det.is_fitted
+    for use in (det.predict, det.flag, det.classify, lambda x: det.score(digits_model, x)):
+        with pytest.raises(NotFittedError, match="fit"):
+            use(x)
+
+
+def test_detector_follows_the_detector_interface(digits, digits_model, digits_tensors):
+    det = make_detector("squeeze", bit_depth=3)
+    assert isinstance(det, (BaseDetector, FeatureSqueezingDetector))
+    assert (det.name, det.kind, det.requires_fit) == ("squeeze", "input", True)
+    assert DETECTORS["squeeze"].defaults == FeatureSqueezingDetector.__init__.__kwdefaults__  # one set of defaults
+    assert det.fit(digits_model, digits.val) is det and det.is_fitted
+    assert det.device_ == torch.device("cpu") and det.model_ is digits_model
+    x = digits_tensors[0][:50]
+    scores = det.predict(x)
+    assert scores.dtype == torch.float32 and scores.shape == (50,) and torch.isfinite(scores).all()
+    torch.testing.assert_close(scores, det.score(digits_model, x), rtol=0, atol=0)
+    flags = det.flag(x)
+    assert flags.dtype == torch.bool and torch.equal(flags, scores > det.threshold_)
+    # a loader works as well as a dataset, batch by batch on the batches' device
+    again = FeatureSqueezingDetector(bit_depth=3).fit(digits_model, DataLoader(digits.val, batch_size=32))
+    assert again.threshold_ == det.threshold_
+    torch.testing.assert_close(again.calibration_scores_, det.calibration_scores_, rtol=1e-5, atol=1e-6)
+
+
+class _Counting(nn.Module):
+    """Counts forward passes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"bit_depth": 2, "median_window": None}, {"bit_depth": 5, "median_window": 3, "resample": 0.5}]
+)
+def test_squeeze_outputs_reuse_the_logits_one_pass_per_squeezer(kwargs, digits, digits_model, digits_tensors):
+    det = FeatureSqueezingDetector(**kwargs).fit(digits_model, digits.val)
+    counting = _Counting(digits_model).eval()
+    x = digits_tensors[0][:64]
+    with torch.no_grad():
+        logits = digits_model(x)
+    scores, squeezed = det.squeeze_outputs(counting, x, logits)
+    assert counting.calls == len(det.squeezers)
+    torch.testing.assert_close(scores, det.score(digits_model, x), rtol=0, atol=0)
+    assert torch.equal(squeezed, det.classify(x))
+
+
+def test_squeezing_rows_make_one_pass_per_squeezer_and_one_plain_pass(digits, digits_model, monkeypatch):
+    import robustood.defenses.squeeze as squeeze
+
+    def shifted(model, dataset, name, eps, *, device, batch_size, **_):  # a stand-in attack: no model passes
+        for x, y in iter_batches(dataset, batch_size):
+            yield x, y, (x + eps).clamp(0, 1)
+
+    monkeypatch.setattr(squeeze, "adversarial_batches", shifted)
+    counting = _Counting(digits_model).eval()
+    det = FeatureSqueezingDetector().fit(counting, digits.val)
+    counting.calls = 0
+    (row,) = squeezing_rows(det, Subset(digits.test, range(100)), [("shift", 8 / 255)], batch_size=50)
+    # 2 clean batches × (1 plain + 2 squeezers); 2 shifted batches × (2 plain: clean, shifted + 2 squeezers)
+    assert counting.calls == 2 * 3 + 2 * 4
+    assert 0 <= row["detection_rate"] <= 1 and row["threshold"] == det.threshold_
 
 
 def test_scores_are_l1_softmax_distances(digits, digits_model, digits_tensors):
     x = digits_tensors[0][:64]
     det = FeatureSqueezingDetector(bit_depth=3, median_window=2, threshold=1.0).fit(digits_model, digits.val)
-    scores = det.score(x)
+    scores = det.score(digits_model, x)
     assert scores.shape == (64,) and float(scores.min()) >= 0 and float(scores.max()) <= 2 + 1e-6
+    assert torch.equal(scores, det.predict(x))
     with torch.no_grad():
         p = F.softmax(digits_model(x), 1)
         expected = torch.stack(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from fractions import Fraction
@@ -16,20 +17,36 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from robustood.data import stack_dataset
 from robustood.detectors import (
     DETECTORS,
+    KNN,
+    ODIN,
     AdversarialInputs,
+    BaseDetector,
+    Energy,
+    FeatureReconstruction,
+    Mahalanobis,
+    MaxLogit,
+    MaxSoftmax,
     OODDetector,
+    Reconstruction,
     ReconstructionDetector,
+    ViM,
     calibrate_threshold,
+    detector_labels,
+    fit_detectors,
     load_scores,
     make_detector,
     ood_metrics,
     parse_detectors,
+    register_detector,
     resolve_ood_sets,
     run_ood,
+    score_batch,
 )
 from robustood.errors import NotFittedError, RobustoodError
 
-FAST = {"reconstruction": {"epochs": 3}, "feature_reconstruction": {"epochs": 3}, "knn": {"k": 10}}
+FAST = {"reconstruction": {"epochs": 2}, "feature_reconstruction": {"epochs": 2}, "knn": {"k": 10}}
+#: the OOD detectors (``squeeze`` is an adversarial-input detector, tested on its own in run_ood)
+OOD_DETECTORS = sorted(n for n in DETECTORS if n != "squeeze")
 
 
 def _noise(n: int, shape=(1, 8, 8), seed: int = 0) -> TensorDataset:
@@ -111,10 +128,33 @@ def test_registry_holds_the_promised_detectors():
     assert {"msp", "maxlogit", "energy", "odin", "mahalanobis", "vim", "knn", "reconstruction"} <= set(DETECTORS)
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
+def _pood(name: str, model: nn.Module):
+    """pytorch-ood objects, wrapped as they are."""
+    from pytorch_ood.detector import ODIN as PoodODIN
+    from pytorch_ood.detector import EnergyBased
+    from pytorch_ood.detector import Mahalanobis as PoodMahalanobis
+
+    return {"energybased": EnergyBased(None), "mahalanobis": PoodMahalanobis(None), "odin": PoodODIN(model)}[name]
+
+
+CONFORMANCE = [*sorted(DETECTORS), "pood:energybased", "pood:mahalanobis", "pood:odin"]
+
+
+def _make(name: str, model: nn.Module) -> BaseDetector:
+    if name.startswith("pood:"):
+        return make_detector(_pood(name[5:], model))
+    return make_detector(name, **FAST.get(name, {}))
+
+
+@pytest.mark.parametrize("name", CONFORMANCE)
 def test_detector_conformance(name, digits, digits_model, digits_tensors):
-    det = make_detector(name, **FAST.get(name, {}))
-    assert isinstance(det, OODDetector) and repr(det).startswith(type(det).__name__ + "(")
+    """Every registry entry and wrapped pytorch-ood objects: the interface, fitting, finite scores on the
+    batch's device, and (shared-pass detectors) cached = own pass, a batch = its halves."""
+    det = _make(name, digits_model)
+    assert isinstance(det, BaseDetector) and det.kind in ("logits", "features", "input")
+    assert det.name == name.removeprefix("pood:")
+    label = DETECTORS[name].label if name in DETECTORS else type(det.detector).__name__
+    assert repr(det).startswith(label + "(") and repr(det).endswith(")")
     x = digits_tensors[0][:17]
     if det.requires_fit:
         assert not det.is_fitted
@@ -125,16 +165,168 @@ def test_detector_conformance(name, digits, digits_model, digits_tensors):
                 z = digits_model.features(x)
             with pytest.raises(NotFittedError):
                 det.score_cached(digits_model.head(z), z)
-    assert det.fit(digits_model, digits.train) is det
+    train = Subset(digits.train, range(256)) if "reconstruction" in name else digits.train
+    assert det.fit(digits_model, train, "cpu", batch_size=128, progress=False) is det
     assert det.is_fitted
     scores = det.score(digits_model, x)
-    assert scores.shape == (17,) and scores.dtype.is_floating_point
-    assert torch.isfinite(scores).all()
+    assert isinstance(scores, torch.Tensor) and scores.shape == (17,) and scores.dtype.is_floating_point
+    assert scores.device == x.device and torch.isfinite(scores).all()
     if det.kind != "input":
         with torch.no_grad():
             z = digits_model.features(x)
             cached = det.score_cached(digits_model.head(z), z)
         torch.testing.assert_close(cached, scores, rtol=1e-5, atol=1e-6)
+        halves = torch.cat([det.score(digits_model, x[:8]), det.score(digits_model, x[8:])])
+        torch.testing.assert_close(halves, scores, rtol=1e-4, atol=1e-5)  # float rounding of B×D matmuls
+    else:
+        with pytest.raises(RobustoodError, match="own pass"):
+            det.score_cached(digits_model(x), None)
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "kwargs"),
+    [
+        (MaxSoftmax, "msp", {"t": 2.0}),
+        (MaxLogit, "maxlogit", {}),
+        (Energy, "energy", {"t": 3.0}),
+        (ODIN, "odin", {"eps": 0.01}),
+        (Mahalanobis, "mahalanobis", {}),
+        (ViM, "vim", {"d": 8}),
+        (KNN, "knn", {"k": 5}),
+        (Reconstruction, "reconstruction", {"epochs": 2}),
+        (FeatureReconstruction, "feature_reconstruction", {"epochs": 2}),
+    ],
+)
+def test_named_classes_are_the_registry_entries(cls, name, kwargs):
+    det = cls(**kwargs)
+    ref = make_detector(name, **kwargs)
+    assert isinstance(det, OODDetector) and isinstance(ref, OODDetector)
+    assert (det.name, det.kind, det.requires_fit, repr(det)) == (ref.name, ref.kind, ref.requires_fit, repr(ref))
+    assert det.params == {**DETECTORS[name].defaults, **kwargs} and det.reference == DETECTORS[name].reference
+    for key, value in kwargs.items():
+        assert getattr(det, key) == value
+
+
+def test_reprs_are_table_labels():
+    assert repr(MaxSoftmax(t=2.0)) == "MaxSoftmax(t=2.0)" and repr(MaxLogit()) == "MaxLogit()"
+    assert repr(make_detector("energy")) == "Energy(t=1.0)" and repr(KNN(k=20)) == "KNN(k=20)"
+    assert repr(ODIN()) == "ODIN(eps=0.0014, temperature=1000.0)" and repr(ViM()) == "ViM(d=64)"
+    assert repr(Reconstruction()) == "Reconstruction(source='image', epochs=20, lr=0.001, train_batch_size=64, seed=0)"
+    dets = [MaxSoftmax(), MaxSoftmax(t=2.0), Energy()]
+    assert detector_labels(dets) == ["MaxSoftmax(t=1.0)", "MaxSoftmax(t=2.0)", "energy"]
+
+
+def test_make_detector_wraps_pytorch_ood_objects_and_keeps_detectors():
+    from pytorch_ood.detector import EnergyBased
+    from pytorch_ood.detector import MaxSoftmax as PoodMaxSoftmax
+
+    energy = make_detector(EnergyBased(None, t=2.0))
+    assert isinstance(energy, OODDetector) and (energy.name, energy.kind) == ("energybased", "logits")
+    assert "Energy-based" in energy.reference and not energy.requires_fit
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(energy.score_logits(logits), Energy(t=2.0).score_logits(logits), rtol=0, atol=0)
+    torch.testing.assert_close(
+        make_detector(PoodMaxSoftmax(None)).score_logits(logits), PoodMaxSoftmax.score(logits), rtol=0, atol=0
+    )
+    assert make_detector(energy) is energy
+    squeeze = make_detector("squeeze", bit_depth=2)
+    assert make_detector(squeeze) is squeeze and squeeze.bit_depth == 2 and squeeze.kind == "input"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: make_detector("msp", k=3), "no parameter k; its parameters: t"),
+        (lambda: make_detector("maxlogit", t=2.0), "its parameters: none"),
+        (lambda: make_detector("squeeze", window=3), "no parameter window"),
+        (lambda: make_detector(42), "pytorch-ood Detector, got int"),
+        (lambda: make_detector(MaxSoftmax(), t=2.0), "configured already"),
+        (lambda: make_detector("knn", k=0), "k ≥ 1"),
+        (lambda: make_detector("odin", eps=2), "eps must be in"),
+        (lambda: make_detector("reconstruction", source="audio"), "'image' or 'features'"),
+        (lambda: OODDetector("squeeze"), "make_detector"),
+        (lambda: OODDetector("msp", fitted=True), "fitted=True"),
+    ],
+)
+def test_make_detector_errors_say_what_to_do(call, message):
+    with pytest.raises(RobustoodError, match=message):
+        call()
+
+
+def test_fitted_pytorch_ood_object_is_used_as_is(digits, digits_model, digits_tensors):
+    from pytorch_ood.detector import Mahalanobis as PoodMahalanobis
+
+    pood = PoodMahalanobis(digits_model.features).fit(DataLoader(digits.train, batch_size=256))
+    mu = pood.mu
+    wrapped = OODDetector(pood, fitted=True)
+    assert wrapped.is_fitted and wrapped.detector_ is pood
+    fit_detectors([wrapped], digits_model, digits.train, device="cpu", progress=False)
+    assert pood.mu is mu  # not refitted
+    ours = make_detector("mahalanobis").fit(digits_model, digits.train)
+    x = digits_tensors[0][:32]
+    torch.testing.assert_close(wrapped.score(digits_model, x), ours.score(digits_model, x), rtol=1e-4, atol=1e-4)
+
+
+def test_register_detector_takes_a_name_and_a_factory(digits, digits_model):
+    from pytorch_ood.detector import Entropy
+
+    spec = register_detector("Entropy", lambda model: Entropy(None), kind="logits", label="Entropy")
+    try:
+        assert DETECTORS["entropy"] is spec and parse_detectors("entropy,msp") == ["entropy", "msp"]
+        det = make_detector("entropy")
+        assert repr(det) == "Entropy()" and det.kind == "logits"
+        result = run_ood(digits_model, digits, [det], {"noise": _noise(40)}, progress=False, calibrate=False)
+        assert result.rows[0]["detector"] == "entropy" and result.rows[0]["auroc"] > 0.5
+    finally:
+        DETECTORS.pop("entropy")
+
+
+def test_fit_detectors_shares_one_feature_extraction(digits, digits_model, monkeypatch):
+    import robustood.detectors.run as run
+
+    calls = []
+    extract = run.extract_features
+    monkeypatch.setattr(run, "extract_features", lambda *a, **k: calls.append(1) or extract(*a, **k))
+    dets = [make_detector("mahalanobis"), make_detector("vim"), make_detector("knn"), MaxSoftmax()]
+    fit_detectors(dets, digits_model, digits.train, device="cpu", progress=False)
+    assert calls == [1] and all(d.is_fitted for d in dets)
+    fit_detectors(dets, digits_model, digits.train, device="cpu", progress=False)  # fitted ones are kept
+    assert calls == [1]
+
+
+class _Counting(nn.Module):
+    """A robustood classifier that counts its forward passes (``features`` or the whole model)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.head, self.calls = model, model.head, 0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x)
+
+
+def test_score_batch_shares_one_forward_pass(digits, digits_model, digits_tensors):
+    dets = [MaxSoftmax(), Energy(), make_detector("knn", k=10), make_detector("mahalanobis")]
+    fit_detectors(dets, digits_model, digits.train, device="cpu", progress=False)
+    counting = _Counting(digits_model).eval()
+    x = digits_tensors[0][:40]
+    scores, logits = score_batch(counting, x, dets)
+    assert counting.calls == 1 and logits.shape == (40, 10)
+    for det, s in zip(dets, scores, strict=True):
+        torch.testing.assert_close(s, det.score(digits_model, x), rtol=1e-5, atol=1e-6)
+    counting.calls = 0
+    _, same = score_batch(counting, x, dets[:2], logits=logits)
+    assert counting.calls == 0 and same is logits  # logit detectors reuse the caller's logits
+
+
+def test_importing_detectors_does_not_import_pytorch_ood():
+    code = "import sys, robustood.detectors; assert 'pytorch_ood' not in sys.modules, 'imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --------------------------------------------------------------------------- run_ood
@@ -142,14 +334,14 @@ def test_detector_conformance(name, digits, digits_model, digits_tensors):
 
 @pytest.fixture(scope="module")
 def full_run(digits, digits_model):
-    """Every registry detector, digits test vs noise and natural patches, scores kept."""
-    dets = [make_detector(n) for n in sorted(DETECTORS)]
+    """Every OOD detector of the registry, digits test vs noise and natural patches, scores kept."""
+    dets = [make_detector(n, **({"epochs": 2} if "reconstruction" in n else {})) for n in OOD_DETECTORS]
     return run_ood(digits_model, digits, dets, ["noise", "natural"], progress=False, keep_scores=True)
 
 
 def test_every_detector_flags_noise(full_run):
     rows = [r for r in full_run.rows if r["ood_set"] == "noise"]
-    assert {r["detector"] for r in rows} == set(DETECTORS)
+    assert {r["detector"] for r in rows} == set(OOD_DETECTORS)
     for r in rows:
         assert r["auroc"] > 0.85, r
         assert 0.0 <= r["detection_accuracy"] <= 1.0
@@ -187,7 +379,7 @@ def test_shared_pass_equals_pytorch_ood_predict(full_run, digits, digits_model, 
 
 
 def test_thresholds_keep_95_percent_of_validation(full_run):
-    assert set(full_run.thresholds) == set(DETECTORS)
+    assert set(full_run.thresholds) == set(OOD_DETECTORS)
     # a threshold is a quantile of ID validation scores, so on ID test most inputs stay below it
     for name, t in full_run.thresholds.items():
         assert np.mean(full_run.scores["id"][name] <= t) > 0.8, name
@@ -238,6 +430,29 @@ def test_model_without_features_shares_logits_only(digits, digits_model, digits_
     np.testing.assert_allclose(a.scores["noise"]["energy"], b.scores["noise"]["energy"], rtol=1e-5)
     with pytest.raises(RobustoodError, match="penultimate features"):
         run_ood(plain, digits, ["msp", "knn"], sets, progress=False)
+
+
+def test_run_ood_takes_pytorch_ood_objects(digits, digits_model):
+    from pytorch_ood.detector import EnergyBased
+
+    sets = {"noise": _noise(50)}
+    dets = ["energy", make_detector(EnergyBased(None))]
+    result = run_ood(digits_model, digits, dets, sets, progress=False, keep_scores=True)
+    assert [r["detector"] for r in result.rows] == ["energy", "energybased"]
+    for name in ("id", "noise"):
+        np.testing.assert_array_equal(result.scores[name]["energybased"], result.scores[name]["energy"])
+    assert result.rows[0]["auroc"] == result.rows[1]["auroc"]
+    assert result.thresholds["energy"] == result.thresholds["energybased"]
+    raw = run_ood(digits_model, digits, [EnergyBased(None)], sets, progress=False, calibrate=False)
+    assert raw.rows[0]["auroc"] == result.rows[0]["auroc"]
+
+
+def test_feature_squeezing_is_a_detector_in_run_ood(digits, digits_model):
+    result = run_ood(digits_model, digits, ["squeeze", "msp"], {"noise": _noise(60)}, progress=False, keep_scores=True)
+    assert [r["detector"] for r in result.rows] == ["squeeze", "msp"]
+    scores = result.scores["id"]["squeeze"]
+    assert len(scores) == len(digits.test) and scores.min() >= 0 and scores.max() <= 2 + 1e-6
+    assert 0.0 <= result.rows[0]["auroc"] <= 1.0
 
 
 def test_fitting_detector_used_unfitted_raises(digits_model, digits_tensors):
@@ -320,7 +535,7 @@ def test_reconstruction_is_a_pytorch_ood_detector(digits, digits_tensors):
     from robustood.models import ConvAutoencoder
 
     torch.manual_seed(0)
-    det = ReconstructionDetector(ConvAutoencoder(1), epochs=10)
+    det = ReconstructionDetector(ConvAutoencoder(1), epochs=3)
     assert isinstance(det, Detector)
     x_id = digits_tensors[0]
     with pytest.raises(RequiresFittingException):

@@ -1,7 +1,10 @@
 """Defenses: the feature-squeezing detector, defensive distillation, and training recipes that defend.
 
-- :class:`FeatureSqueezingDetector` (Xu et al., NDSS 2018) flags inputs whose softmax
-  moves when they are squeezed; :func:`squeezing_rows` measures it under attacks.
+- :class:`FeatureSqueezingDetector` (Xu et al., NDSS 2018) scores inputs by how far their
+  softmax moves when they are squeezed (torch squeezers :class:`BitDepth`,
+  :class:`MedianFilter`, :class:`Resample`) and flags those above a calibrated threshold;
+  a robustood detector (``make_detector("squeeze")``). :func:`squeezing_rows` measures it
+  under attacks.
 - :func:`distil` (Papernot et al., S&P 2016) trains a teacher at temperature T and a student
   on its soft labels; :func:`distillation_rows` attacks both ways (softmax and logits / T).
 - :class:`AdversarialTraining`, :class:`NoiseAugmentation`, :class:`OutlierExposure` are
@@ -24,7 +27,7 @@ from .distillation import (
     temperature_cross_entropy,
 )
 from .recipes import adversarial_recipe, noise_recipe, oe_recipe
-from .squeeze import BitDepth, FeatureSqueezingDetector, MedianFilter, Resample, squeezing_rows
+from .squeeze import BitDepth, FeatureSqueezingDetector, MedianFilter, Resample, Squeezer, squeezing_rows
 from .training import AdversarialTraining, NoiseAugmentation, OutlierExposure
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "NoiseAugmentation",
     "OutlierExposure",
     "Resample",
+    "Squeezer",
     "TemperatureScaled",
     "adversarial_recipe",
     "distil",

@@ -1,12 +1,11 @@
 """The one module of :mod:`robustood.defenses` that imports ART.
 
 Everything else in the package speaks torch tensors; this module converts to NumPy
-once on the way in and back once on the way out. Pinned surface (ART 1.20.1):
-``art.defences.preprocessor.FeatureSqueezing(clip_values, bit_depth)`` and
-``SpatialSmoothing(window_size, channels_first, clip_values)`` called as
-``preprocessor(x) -> (x, y)``; ``art.defences.transformer.evasion.DefensiveDistillation
-(classifier, batch_size, nb_epochs)`` called as ``defence(x, transformed_classifier)``;
-``art.estimators.classification.PyTorchClassifier``.
+once on the way in. Pinned surface (ART 1.20.1):
+``art.defences.transformer.evasion.DefensiveDistillation(classifier, batch_size, nb_epochs)``
+called as ``defence(x, transformed_classifier)``; ``art.estimators.classification.PyTorchClassifier``.
+(The feature-squeezing squeezers are plain torch in :mod:`robustood.defenses.squeeze`; its
+tests compare them with ART's ``FeatureSqueezing`` and ``SpatialSmoothing``.)
 """
 
 from __future__ import annotations
@@ -14,34 +13,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from art.defences.preprocessor import FeatureSqueezing, SpatialSmoothing
 from art.defences.transformer.evasion import DefensiveDistillation
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["distil_with_art", "median_filter", "reduce_bit_depth"]
+__all__ = ["distil_with_art"]
 
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).numpy()
-
-
-def _tensor(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(like.device)
-
-
-def reduce_bit_depth(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """ART's ``FeatureSqueezing``: round every pixel of ``x`` (``B×C×H×W`` in [0, 1]) to ``2**bits`` levels."""
-    out, _ = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=int(bits))(_numpy(x))
-    return _tensor(out, x)
-
-
-def median_filter(x: torch.Tensor, window: int) -> torch.Tensor:
-    """ART's ``SpatialSmoothing``: a ``window×window`` median filter per channel (reflect padding)."""
-    smoother = SpatialSmoothing(window_size=int(window), channels_first=True, clip_values=(0.0, 1.0))
-    out, _ = smoother(_numpy(x))
-    return _tensor(out, x)
 
 
 class _SoftmaxAt(nn.Module):

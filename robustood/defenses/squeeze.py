@@ -2,28 +2,30 @@
 
 Xu, Evans & Qi, "Feature Squeezing: Detecting Adversarial Examples in Deep Neural
 Networks", NDSS 2018. Each squeezer maps a batch ``B×C×H×W`` in [0, 1] to a simpler
-batch of the same shape: bit-depth reduction and the median filter run on ART's
-preprocessors (``FeatureSqueezing``, ``SpatialSmoothing``), down-then-up resampling on
-plain torch. The detector's score is the largest L1 distance between the softmax of
-the original input and of each squeezed version, in [0, 2]; higher = more likely
-adversarial (pytorch-ood's convention).
+batch of the same shape, in plain torch on the input's device: bit-depth reduction and the
+median filter give exactly the outputs of ART's preprocessors ``FeatureSqueezing`` and
+``SpatialSmoothing`` (the tests check it), down-then-up resampling has no ART counterpart.
+The detector's score is the largest L1 distance between the softmax of the original input
+and of each squeezed version, in [0, 2]; higher = more likely adversarial (pytorch-ood's
+convention). It is a robustood detector (kind ``input``, registry name ``squeeze``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
+from ..detectors.base import BaseDetector, batches
 from ..errors import NotFittedError, RobustoodError
 from ..inference import iter_batches
 from ..utils import format_eps, select_device
-from . import _art
 from ._eval import AttackSpec, adversarial_batches
 
 __all__ = ["BitDepth", "FeatureSqueezingDetector", "MedianFilter", "Resample", "Squeezer", "squeezing_rows"]
@@ -31,7 +33,12 @@ __all__ = ["BitDepth", "FeatureSqueezingDetector", "MedianFilter", "Resample", "
 
 @dataclass(frozen=True)
 class BitDepth:
-    """Reduce every pixel to ``bits`` bits (``2**bits`` levels); ART's ``FeatureSqueezing``."""
+    """Round every pixel in [0, 1] to the nearest of ``2**bits`` levels (ties to even, as ``np.rint``).
+
+    Equal to ART's ``FeatureSqueezing(clip_values=(0, 1), bit_depth=bits)``: the product is
+    rounded in float64 as ART does (in float32, ``x·(2**bits − 1)`` can round onto a tie and
+    flip a level), then cast back to the input's dtype.
+    """
 
     bits: int = 4
 
@@ -44,12 +51,23 @@ class BitDepth:
         return f"bit:{self.bits}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _art.reduce_bit_depth(x, self.bits)
+        levels = 2**self.bits - 1
+        exact = x.double() if x.device.type != "mps" else x.cpu().double()  # MPS has no float64
+        return (torch.round(exact * levels) / levels).to(x.device, x.dtype)
 
 
 @dataclass(frozen=True)
 class MedianFilter:
-    """A ``window×window`` median filter per channel; ART's ``SpatialSmoothing``."""
+    """A ``window×window`` median filter per channel, equal to ART's ``SpatialSmoothing``.
+
+    ART calls ``scipy.ndimage.median_filter(size=(1, 1, w, w), mode="reflect")``, so: the
+    window at a pixel covers offsets ``−(w // 2) … (w − 1) // 2`` (for even ``w`` one more
+    pixel above and left); the image is extended by half-sample symmetric reflection
+    (``c b a | a b c | c b a``, the edge pixel repeated: scipy's ``reflect``, which is not
+    torch's ``F.pad(mode="reflect")``, scipy's ``mirror``), repeatedly where the window is
+    larger than the image; and an even count takes the *upper* median, element
+    ``w·w // 2`` of the sorted window (``torch.median`` would take the lower one).
+    """
 
     window: int = 2
 
@@ -62,7 +80,19 @@ class MedianFilter:
         return f"median:{self.window}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _art.median_filter(x, self.window)
+        w = self.window
+        before, after = w // 2, (w - 1) // 2
+        rows = _symmetric_index(x.shape[-2], before, after, x.device)
+        cols = _symmetric_index(x.shape[-1], before, after, x.device)
+        padded = x[..., rows, :][..., cols]  # B×C×(H+w−1)×(W+w−1)
+        windows = padded.unfold(-2, w, 1).unfold(-2, w, 1).reshape(*x.shape, w * w)  # B×C×H×W×w²
+        return windows.sort(dim=-1).values[..., (w * w) // 2].clamp(0, 1)
+
+
+def _symmetric_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Indices ``−before … n − 1 + after`` folded into ``0 … n − 1`` by half-sample symmetric reflection."""
+    i = torch.arange(-before, n + after, device=device).remainder(2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
 @dataclass(frozen=True)
@@ -90,8 +120,8 @@ class Resample:
 Squeezer = BitDepth | MedianFilter | Resample
 
 
-class FeatureSqueezingDetector:
-    """Feature-squeezing detector (Xu et al., NDSS 2018), scikit-learn style.
+class FeatureSqueezingDetector(BaseDetector):
+    """Feature-squeezing detector (Xu et al., NDSS 2018), a robustood detector of kind ``input``.
 
     Args:
         bit_depth: bits per pixel of the bit-depth squeezer, 1–8 (``None``: not used).
@@ -100,14 +130,22 @@ class FeatureSqueezingDetector:
         threshold: fixed score threshold in [0, 2] (the labs use 1.0); ``None`` calibrates it.
         fpr: target false-positive rate in (0, 1) on the clean data given to :meth:`fit`
             (used when ``threshold`` is ``None``).
+        batch_size: batch size of :meth:`fit`.
+        device: where :meth:`fit` runs (overrides the device of the batches it is given).
 
     After :meth:`fit`: ``model_``, ``threshold_``, ``fpr_`` (the false-positive rate the
-    threshold gives on the fitting data) and ``calibration_scores_`` (``Tensor[N]``).
+    threshold gives on the fitting data), ``calibration_scores_`` (``Tensor[N]``, CPU) and
+    ``device_`` (where it was fitted). Scores and predictions are on the inputs' device.
 
     Example:
         >>> det = FeatureSqueezingDetector(bit_depth=4, fpr=0.05).fit(model, bundle.val)
-        >>> flags = det.predict(x)  # Tensor[B] of bool, True = flagged as adversarial
+        >>> scores = det.predict(x)  # Tensor[B] in [0, 2], higher = more likely adversarial
+        >>> flags = det.flag(x)  # Tensor[B] of bool, True = flagged as adversarial
     """
+
+    name = "squeeze"
+    kind = "input"
+    requires_fit = True
 
     def __init__(
         self,
@@ -155,44 +193,87 @@ class FeatureSqueezingDetector:
         return f"FeatureSqueezingDetector({names}; {how})"
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, model: nn.Module, dataset: Dataset) -> FeatureSqueezingDetector:
-        """Keep ``model`` and set the threshold from clean held-out ``dataset`` (e.g. ``bundle.val``).
+    def check_fitted(self) -> None:
+        """Raise :class:`~robustood.errors.NotFittedError` before :meth:`fit`."""
+        if not self.is_fitted:
+            raise NotFittedError("this FeatureSqueezingDetector is not fitted yet; call fit(model, clean_data) first")
 
-        With a fixed ``threshold`` the data only measures the false-positive rate ``fpr_``.
+    def fit(
+        self,
+        model: nn.Module,
+        data: Dataset | DataLoader | Iterable,
+        device: torch.device | str | None = None,
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> FeatureSqueezingDetector:
+        """Keep ``model`` and set the threshold from clean held-out ``data`` (e.g. ``bundle.val``).
+
+        ``device``: where to score (default: the constructor's ``device``, else the batches'
+        own device, CPU for a dataset). With a fixed ``threshold`` the data only measures the
+        false-positive rate ``fpr_``.
         """
-        self.model_ = model.eval()
-        self.device_ = select_device(self.device) if self.device is not None else _model_device(model)
-        scores = torch.cat([self._scores(x.to(self.device_)).cpu() for x, _ in iter_batches(dataset, self.batch_size)])
-        if len(scores) == 0:
+        model.eval()
+        target = device if device is not None else self.device
+        dev = select_device(target) if target is not None else None
+        scores, seen = [], torch.device("cpu")
+        for x, _ in tqdm(
+            batches(data, batch_size or self.batch_size), desc="squeeze: fit", leave=False, disable=_off(progress)
+        ):
+            x = x.to(dev) if dev is not None else x
+            seen = x.device
+            with torch.no_grad():
+                logits = model(x)
+            scores.append(self.squeeze_outputs(model, x, logits)[0].cpu())
+        if not scores:
             raise RobustoodError("feature squeezing needs clean images to fit on; the dataset is empty")
+        calibration = torch.cat(scores)
         if self.threshold is not None:
-            self.threshold_ = float(self.threshold)
+            threshold = float(self.threshold)
         else:
             # the smallest threshold that flags at most ``fpr`` of the clean scores (flag: score > threshold)
-            self.threshold_ = float(torch.quantile(scores.double(), 1 - float(self.fpr), interpolation="higher"))
-        self.calibration_scores_ = scores
-        self.fpr_ = float((scores > self.threshold_).float().mean())
+            threshold = float(torch.quantile(calibration.double(), 1 - float(self.fpr), interpolation="higher"))
+        self.model_ = model
+        self.device_ = dev if dev is not None else seen
+        self.threshold_ = threshold
+        self.calibration_scores_ = calibration
+        self.fpr_ = float((calibration > threshold).float().mean())
         return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise NotFittedError("this FeatureSqueezingDetector is not fitted yet; call fit(model, clean_data) first")
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def _scores(self, x: torch.Tensor) -> torch.Tensor:
-        p = F.softmax(self.model_(x).float(), dim=1)
-        dist = [(p - F.softmax(self.model_(s(x)).float(), dim=1)).abs().sum(1) for s in self.squeezers]
-        return torch.stack(dist).amax(0)
+    def squeeze_outputs(
+        self, model: nn.Module, x: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores ``[B]`` and the predicted class ``[B]`` of the squeezed input (see :meth:`squeeze`)
+        from ``logits`` of ``x`` (``B×K``) the caller has computed: one forward pass per squeezer.
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        """``Tensor[B]`` in [0, 2]: the largest L1 softmax distance to any squeezed version of ``x``."""
-        self._check_fitted()
-        return self._scores(x.to(self.device_))
+        Needs no fitting (``model`` is the classifier to score with).
+        """
+        p = F.softmax(logits.float(), dim=1)
+        distances, squeezed_pred = [], None
+        for squeezer in self.squeezers:
+            out = model(squeezer(x))
+            if squeezed_pred is None:
+                squeezed_pred = out.argmax(1)
+            distances.append((p - F.softmax(out.float(), dim=1)).abs().sum(1))
+        return torch.stack(distances).amax(0), squeezed_pred  # type: ignore[return-value]
+
+    def score(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B]`` in [0, 2]: the largest L1 softmax distance of ``x`` to any squeezed version of it."""
+        self.check_fitted()
+        with torch.no_grad():
+            logits = model(x)
+        return self.squeeze_outputs(model, x, logits)[0]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``Tensor[B]`` in [0, 2] of ``x`` with the fitted model (pytorch-ood's ``predict``)."""
+        self.check_fitted()
+        return self.score(self.model_, x)
+
+    def flag(self, x: torch.Tensor) -> torch.Tensor:
         """``Tensor[B]`` of bool: ``True`` where the score exceeds ``threshold_`` (flagged as adversarial)."""
-        return self.score(x) > self.threshold_
+        return self.predict(x) > self.threshold_
 
     def squeeze(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` after the first squeezer (bit depth by default): what the defended classifier sees."""
@@ -200,15 +281,13 @@ class FeatureSqueezingDetector:
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted class ``Tensor[B]`` of the squeezed input (see :meth:`squeeze`)."""
-        self._check_fitted()
-        return self.model_(self.squeeze(x.to(self.device_))).argmax(1)
+        """Predicted class ``Tensor[B]`` of the squeezed input (see :meth:`squeeze`), with the fitted model."""
+        self.check_fitted()
+        return self.model_(self.squeeze(x)).argmax(1)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+def _off(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
 
 
 def squeezing_rows(
@@ -220,30 +299,33 @@ def squeezing_rows(
     progress: bool | None = None,
     **attack_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Per attack × eps on ``dataset`` (clean test images): how the fitted detector does.
+    """Per attack × eps on ``dataset`` (clean test images): how the fitted detector does, on its ``device_``.
 
     Columns: ``false_positive_rate`` (clean inputs flagged), ``detection_rate`` (adversarial
     inputs flagged), ``detection_rate_successful`` (flagged among the adversarial inputs
     that turned a correct prediction wrong), undefended ``clean_accuracy`` /
     ``robust_accuracy`` and the same with the squeezed input classified instead
     (``squeezed_clean_accuracy`` / ``squeezed_robust_accuracy``). The attack targets the
-    undefended model (the detector is not differentiated through).
+    undefended model (the detector is not differentiated through). Each batch costs one
+    plain forward pass (two for adversarial batches: clean and adversarial) and one per squeezer.
     """
-    detector._check_fitted()
-    model, dev = detector.model_, detector.device_
+    detector.check_fitted()
+    model, dev, threshold = detector.model_, detector.device_, detector.threshold_
     n = flagged_clean = correct = sq_correct = 0
     for x, y in iter_batches(dataset, batch_size):
         x, y = x.to(dev), y.to(dev)
         with torch.no_grad():
-            correct += int((model(x).argmax(1) == y).sum())
-        flagged_clean += int(detector.predict(x).sum())
-        sq_correct += int((detector.classify(x) == y).sum())
+            logits = model(x)
+        scores, squeezed = detector.squeeze_outputs(model, x, logits)
+        correct += int((logits.argmax(1) == y).sum())
+        flagged_clean += int((scores > threshold).sum())
+        sq_correct += int((squeezed == y).sum())
         n += len(y)
     if n == 0:
         raise RobustoodError("no clean images to evaluate feature squeezing on")
     base = {
         "defense": f"squeeze({', '.join(s.name for s in detector.squeezers)})",
-        "threshold": detector.threshold_,
+        "threshold": threshold,
         "false_positive_rate": flagged_clean / n,
         "clean_accuracy": correct / n,
         "squeezed_clean_accuracy": sq_correct / n,
@@ -256,12 +338,14 @@ def squeezing_rows(
         ):
             with torch.no_grad():
                 ok_clean = model(x).argmax(1) == y
-                ok_adv = model(x_adv).argmax(1) == y
-            flags = detector.predict(x_adv)
+                logits_adv = model(x_adv)
+            ok_adv = logits_adv.argmax(1) == y
+            scores, squeezed = detector.squeeze_outputs(model, x_adv, logits_adv)
+            flags = scores > threshold
             success = ok_clean & ~ok_adv
             flagged += int(flags.sum())
             robust += int(ok_adv.sum())
-            sq_robust += int((detector.classify(x_adv) == y).sum())
+            sq_robust += int((squeezed == y).sum())
             successful += int(success.sum())
             flagged_successful += int((flags & success).sum())
         rows.append(

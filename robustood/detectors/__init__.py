@@ -1,32 +1,55 @@
 """OOD detectors over pytorch-ood, a reconstruction detector, metrics and the one-pass evaluation.
 
 Every detector scores an input with a float, **higher = more OOD** (pytorch-ood's
-convention). Registry keys: ``msp``, ``maxlogit``, ``energy`` (logits), ``mahalanobis``,
-``vim``, ``knn`` (features, fitted), ``odin`` (gradient), ``reconstruction`` and
-``feature_reconstruction`` (autoencoder error, fitted).
+convention). One generic adapter, :class:`OODDetector`, puts any pytorch-ood ``Detector``
+behind robustood's interface; :data:`DETECTORS` is the table of named ones: ``msp``,
+``maxlogit``, ``energy`` (logits), ``mahalanobis``, ``vim``, ``knn`` (features, fitted),
+``odin`` (gradient), ``reconstruction`` and ``feature_reconstruction`` (autoencoder error,
+fitted) and ``squeeze`` (feature squeezing, :mod:`robustood.defenses`). pytorch-ood itself
+is imported when a detector is first built.
 
 Example:
     ```python
-    from robustood.detectors import run_ood
+    from pytorch_ood.detector import EnergyBased
+    from robustood.detectors import make_detector, run_ood
 
-    result = run_ood(model, bundle, ["msp", "energy"], ["noise"])
+    result = run_ood(model, bundle, ["msp", make_detector("knn", k=20), EnergyBased(None)], ["noise"])
     result.rows[0]["auroc"]
     ```
 """
 
 from __future__ import annotations
 
-from . import features as _features  # noqa: F401  (registers the detectors)
-from . import logits as _logits  # noqa: F401
-from . import odin as _odin  # noqa: F401
-from . import reconstruction as _reconstruction  # noqa: F401
-from .base import DETECTORS, OODDetector, extract_features, make_detector, parse_detectors, register_detector
-from .features import KNN, Mahalanobis, ViM
-from .logits import Energy, MaxLogit, MaxSoftmax
+from typing import Any
+
+from .adapter import (
+    KNN,
+    ODIN,
+    Energy,
+    FeatureReconstruction,
+    Mahalanobis,
+    MaxLogit,
+    MaxSoftmax,
+    OODDetector,
+    Reconstruction,
+    ViM,
+    make_detector,
+)
+from .base import BaseDetector, Kind, batches, extract_features, feature_split
 from .metrics import METRICS, calibrate_threshold, ood_metrics
-from .odin import ODIN
-from .reconstruction import FeatureReconstruction, Reconstruction, ReconstructionDetector
-from .run import DEFAULT_DETECTORS, DEFAULT_OOD, AdversarialInputs, OODResult, resolve_ood_sets, run_ood
+from .registry import DETECTORS, DetectorSpec, parse_detectors, register_detector
+from .run import (
+    DEFAULT_DETECTORS,
+    DEFAULT_OOD,
+    AdversarialInputs,
+    OODResult,
+    detector_labels,
+    fit_detectors,
+    resolve_ood_sets,
+    run_ood,
+    score_batch,
+    stream_scores,
+)
 from .scores import load_scores, save_scores
 
 __all__ = [
@@ -37,8 +60,11 @@ __all__ = [
     "METRICS",
     "ODIN",
     "AdversarialInputs",
+    "BaseDetector",
+    "DetectorSpec",
     "Energy",
     "FeatureReconstruction",
+    "Kind",
     "Mahalanobis",
     "MaxLogit",
     "MaxSoftmax",
@@ -47,8 +73,12 @@ __all__ = [
     "Reconstruction",
     "ReconstructionDetector",
     "ViM",
+    "batches",
     "calibrate_threshold",
+    "detector_labels",
     "extract_features",
+    "feature_split",
+    "fit_detectors",
     "load_scores",
     "make_detector",
     "ood_metrics",
@@ -57,4 +87,15 @@ __all__ = [
     "resolve_ood_sets",
     "run_ood",
     "save_scores",
+    "score_batch",
+    "stream_scores",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``ReconstructionDetector`` subclasses pytorch-ood's ``Detector``: imported (with pytorch-ood) on first use."""
+    if name == "ReconstructionDetector":
+        from .reconstruction import ReconstructionDetector
+
+        return ReconstructionDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,22 +1,22 @@
-"""The detector interface, the registry of detectors by lowercase name, and feature extraction.
+"""The detector interface, and penultimate-feature extraction shared by the detectors.
 
-Every detector follows pytorch-ood's convention: a score per input, **higher = more OOD**.
-A detector is configured in its constructor and gets the model and data in its calls::
+Every detector scores an input with a float, **higher = more OOD** (pytorch-ood's
+convention), is configured in its constructor and gets the model and data in its calls::
 
     det = make_detector("mahalanobis").fit(model, bundle.train)
-    scores = det.score(model, x)            # Tensor[B], its own forward pass
+    scores = det.score(model, x)                    # Tensor[B], its own forward pass
     scores = det.score_features(model.features(x))  # or from a cached forward pass
 
 Detectors come in three kinds, which decide how :func:`~robustood.detectors.run_ood`
 schedules them: ``logits`` and ``features`` detectors share one cached forward pass
-(:meth:`OODDetector.score_cached`); ``input`` detectors (ODIN's gradient step, the
-reconstruction autoencoder) run their own pass on the images.
+(:meth:`BaseDetector.score_cached`); ``input`` detectors (ODIN's gradient step, the
+reconstruction autoencoder, feature squeezing) run their own passes on the images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -26,44 +26,33 @@ from tqdm.auto import tqdm
 from ..errors import NotFittedError, RobustoodError
 from ..inference import iter_batches
 
-__all__ = [
-    "DETECTORS",
-    "Kind",
-    "OODDetector",
-    "batches",
-    "extract_features",
-    "feature_split",
-    "make_detector",
-    "parse_detectors",
-    "register_detector",
-]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["BaseDetector", "Kind", "batches", "extract_features", "extract_logits", "feature_split"]
 
 Kind = Literal["logits", "features", "input"]
 
 
-class OODDetector:
-    """Base class of robustood's detectors (thin adapters over pytorch-ood).
+class BaseDetector:
+    """The interface of every robustood detector (the pytorch-ood adapter :class:`OODDetector`,
+    :class:`~robustood.defenses.FeatureSqueezingDetector`).
 
-    Subclasses set ``name`` (registry key), ``kind`` and ``requires_fit``, store their
-    keyword-only configuration in ``__init__`` and keep learned state in attributes
-    ending in ``_``. Scores are ``Tensor[B]``, float, higher = more OOD.
+    Attributes ``name`` (registry key), ``kind`` and ``requires_fit``; configuration is set in
+    ``__init__``, learned state in attributes ending in ``_`` (set by ``fit``, so a detector that
+    needs fitting is fitted once it has one, as in scikit-learn). Scores are ``Tensor[B]``,
+    float, on the device of the inputs, higher = more OOD.
     """
 
-    name: ClassVar[str] = ""
-    kind: ClassVar[Kind] = "logits"
-    requires_fit: ClassVar[bool] = False
-    #: constructor arguments, shown by ``repr`` and used as table labels
-    params: ClassVar[tuple[str, ...]] = ()
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self.params)
-        return f"{type(self).__name__}({args})"
+    name: str = ""
+    kind: Kind = "input"
+    requires_fit: bool = False
 
     # ------------------------------------------------------------------ fitting
     @property
     def is_fitted(self) -> bool:
         """Whether the detector can score (always true for detectors that need no fitting)."""
-        return not self.requires_fit or getattr(self, "fitted_", False)
+        return not self.requires_fit or any(k.endswith("_") and not k.startswith("_") for k in vars(self))
 
     def check_fitted(self) -> None:
         """Raise :class:`~robustood.errors.NotFittedError` unless the detector can score."""
@@ -76,69 +65,52 @@ class OODDetector:
     def fit(
         self,
         model: nn.Module,
-        data: Dataset | DataLoader,
+        data: Dataset | DataLoader | Iterable,
         device: torch.device | str = "cpu",
         *,
         batch_size: int = 256,
         progress: bool | None = None,
-    ) -> OODDetector:
-        """Fit on in-distribution training data (a dataset or a loader of ``(x, y)``); return ``self``.
+    ) -> Self:
+        """Fit on in-distribution training data (a dataset or a loader of ``(x, y)``); return ``self``."""
+        return self
 
-        Detectors that need no fitting return ``self`` unchanged.
-        """
-        if not self.requires_fit:
-            return self
-        if self.kind == "features":
-            z, y = extract_features(model, data, device, batch_size=batch_size, progress=progress)
-            return self.fit_features(z, y, model=model)
-        raise NotImplementedError(f"{type(self).__name__} must implement fit()")
-
-    def fit_features(self, features: torch.Tensor, labels: torch.Tensor, *, model: nn.Module | None = None):
+    def fit_features(self, features: torch.Tensor, labels: torch.Tensor, *, model: nn.Module | None = None) -> Self:
         """Fit on cached training features ``N×D`` and labels ``N`` (feature detectors)."""
-        raise NotImplementedError(f"{type(self).__name__} is not fitted on features")
+        raise RobustoodError(f"detector {self.name!r} is not fitted on features; call .fit(model, train_data)")
 
     # ------------------------------------------------------------------ scoring
     def score_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Scores ``[B]`` from cached logits ``B×K`` (logit detectors)."""
-        raise NotImplementedError(f"{type(self).__name__} does not score logits")
+        raise RobustoodError(f"detector {self.name!r} does not score logits")
 
     def score_features(self, features: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
         """Scores ``[B]`` from cached penultimate features ``B×D`` (feature detectors)."""
-        raise NotImplementedError(f"{type(self).__name__} does not score features")
+        raise RobustoodError(f"detector {self.name!r} does not score features")
 
     def score_cached(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
-        """Scores from one shared forward pass: dispatches to :meth:`score_logits` / :meth:`score_features`."""
+        """Scores ``[B]`` from one shared forward pass: :meth:`score_logits` or :meth:`score_features`."""
         if self.kind == "logits":
             return self.score_logits(logits)
         if self.kind == "features":
             if features is None:
-                raise RobustoodError(_needs_features(self.name))
+                raise RobustoodError(needs_features(self.name))
             return self.score_features(features, logits)
         raise RobustoodError(f"detector {self.name!r} scores images in its own pass, not cached outputs")
 
-    @torch.no_grad()
     def score(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Scores ``[B]`` of images ``x`` (``B×C×H×W`` in [0, 1]) with the detector's own forward pass."""
-        self.check_fitted()
-        if self.kind == "logits":
-            return self.score_logits(model(x))
-        if self.kind == "features":
-            split = feature_split(model)
-            if split is None:
-                raise RobustoodError(_needs_features(self.name))
-            z = split[0](x)
-            return self.score_features(z, split[1](z))
+        """Scores ``[B]`` of images ``x`` (``B×C×H×W`` in [0, 1]) with the detector's own forward pass(es)."""
         raise NotImplementedError(f"{type(self).__name__} must implement score()")
 
 
-def _needs_features(name: str) -> str:
+def needs_features(name: str) -> str:
+    """The error message for a feature detector used with a model without penultimate features."""
     return (
         f"detector {name!r} needs the model's penultimate features: use a robustood Classifier "
         f"(with .features(x) and .head), or a logit detector such as msp, maxlogit, energy or odin"
     )
 
 
-def feature_split(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module] | None:
+def feature_split(model: nn.Module | None) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module] | None:
     """``(features_fn, head)`` when ``model(x) == head(features_fn(x))`` (a robustood Classifier), else ``None``."""
     features, head = getattr(model, "features", None), getattr(model, "head", None)
     if callable(features) and isinstance(head, nn.Module):
@@ -149,7 +121,7 @@ def feature_split(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tens
 def batches(
     data: Dataset | DataLoader | Iterable, batch_size: int = 256
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(x, y)`` CPU batches of a dataset (sliced in order) or of a loader as it comes."""
+    """``(x, y)`` batches of a dataset (CPU, sliced in order) or of a loader as it comes."""
     if isinstance(data, Dataset):
         yield from iter_batches(data, batch_size)
     else:
@@ -158,69 +130,51 @@ def batches(
 
 
 @torch.no_grad()
+def _collect(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    data: Dataset | DataLoader | Iterable,
+    device: torch.device | str,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    outs, ys = [], []
+    for x, y in tqdm(batches(data, batch_size), desc=desc, leave=False, disable=_disable(progress)):
+        outs.append(fn(x.to(device)).float())
+        ys.append(y)
+    if not outs:
+        raise RobustoodError("cannot fit a detector on an empty dataset; give it in-distribution training data")
+    return torch.cat(outs), torch.cat(ys)
+
+
 def extract_features(
     model: nn.Module,
-    data: Dataset | DataLoader,
+    data: Dataset | DataLoader | Iterable,
     device: torch.device | str = "cpu",
     *,
     batch_size: int = 256,
     progress: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features ``N×D`` (on ``device``) and labels ``N`` (CPU) of every input of ``data``."""
+    """Penultimate features ``N×D`` (float32, on ``device``) and labels ``N`` (CPU) of every input of ``data``."""
     split = feature_split(model)
     if split is None:
-        raise RobustoodError(_needs_features("feature-based"))
+        raise RobustoodError(needs_features("feature-based"))
     model.eval()
-    zs, ys = [], []
-    for x, y in tqdm(batches(data, batch_size), desc="features", leave=False, disable=_disable(progress)):
-        zs.append(split[0](x.to(device)).float())
-        ys.append(y)
-    if not zs:
-        raise RobustoodError("cannot fit a detector on an empty dataset; give it in-distribution training data")
-    return torch.cat(zs), torch.cat(ys)
+    return _collect(split[0], data, device, batch_size, progress, "features")
+
+
+def extract_logits(
+    model: nn.Module,
+    data: Dataset | DataLoader | Iterable,
+    device: torch.device | str = "cpu",
+    *,
+    batch_size: int = 256,
+    progress: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``N×K`` (float32, on ``device``) and labels ``N`` (CPU) of every input of ``data``."""
+    model.eval()
+    return _collect(model, data, device, batch_size, progress, "logits")
 
 
 def _disable(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
-
-
-# --------------------------------------------------------------------------- registry
-
-DETECTORS: dict[str, type[OODDetector]] = {}
-
-
-def register_detector(cls: type[OODDetector]) -> type[OODDetector]:
-    """Class decorator: add a detector to :data:`DETECTORS` under its lowercase ``name``."""
-    DETECTORS[cls.name.lower()] = cls
-    return cls
-
-
-def make_detector(name: str, **kwargs: Any) -> OODDetector:
-    """A new detector by registry name (case-insensitive), configured with ``kwargs``."""
-    key = str(name).strip().lower()
-    if key not in DETECTORS:
-        raise RobustoodError(f"unknown detector {name!r}; known detectors: {', '.join(sorted(DETECTORS))}")
-    return DETECTORS[key](**kwargs)
-
-
-def parse_detectors(specs: str | Iterable[str]) -> list[str]:
-    """Detector names from a comma list or repeated values: ``"msp,energy"`` → ``["msp", "energy"]``.
-
-    Order kept, duplicates dropped; unknown names raise :class:`RobustoodError` listing the known ones.
-    """
-    items = [specs] if isinstance(specs, str) else list(specs)
-    names: list[str] = []
-    for item in items:
-        for part in str(item).split(","):
-            key = part.strip().lower()
-            if not key:
-                raise RobustoodError(f"empty detector name in {item!r}; known: {', '.join(sorted(DETECTORS))}")
-            if key not in DETECTORS:
-                raise RobustoodError(
-                    f"unknown detector {part.strip()!r}; known detectors: {', '.join(sorted(DETECTORS))}"
-                )
-            if key not in names:
-                names.append(key)
-    if not names:
-        raise RobustoodError(f"no detector given; known: {', '.join(sorted(DETECTORS))}")
-    return names

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from ..errors import RobustoodError
-from . import _pood
 
 #: Scores of a set of inputs: a 1-D tensor, array or sequence of floats.
 Scores = torch.Tensor | np.ndarray | Sequence[float]
@@ -71,6 +70,8 @@ def ood_metrics(id_scores: Scores, ood_scores: Scores, *, threshold: float | Non
     >>> ood_metrics([0.0, 1.0], [2.0, 3.0])["auroc"]
     1.0
     """
+    from . import _pood  # pytorch-ood, imported on first use
+
     s_id, s_ood = _as_tensor(id_scores, "ID"), _as_tensor(ood_scores, "OOD")
     scores = torch.cat([s_id, s_ood])
     labels = torch.cat([torch.zeros(len(s_id), dtype=torch.long), -torch.ones(len(s_ood), dtype=torch.long)])

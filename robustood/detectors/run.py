@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from ..data import DatasetBundle, conform_images, load_ood
 from ..errors import RobustoodError
-from .base import OODDetector, batches, extract_features, feature_split, make_detector
+from .adapter import make_detector
+from .base import BaseDetector, batches, extract_features, feature_split
 from .metrics import calibrate_threshold, ood_metrics
 from .scores import ID_SET, save_scores
 
@@ -33,9 +34,12 @@ __all__ = [
     "DEFAULT_OOD",
     "AdversarialInputs",
     "OODResult",
+    "detector_labels",
+    "fit_detectors",
     "resolve_ood_sets",
     "run_ood",
     "score_batch",
+    "stream_scores",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,31 +118,38 @@ def resolve_ood_sets(
     return sets
 
 
-def _labels(detectors: Sequence[OODDetector]) -> list[str]:
+def detector_labels(detectors: Sequence[BaseDetector]) -> list[str]:
+    """Table labels of ``detectors``: the name, or the ``repr`` where a name repeats (``MaxSoftmax(t=2.0)``)."""
     names = [d.name for d in detectors]
     return [repr(d) if names.count(d.name) > 1 else d.name for d in detectors]
 
 
-def _fit(
-    detectors: Sequence[OODDetector], model: nn.Module, bundle: DatasetBundle, device, batch_size, progress
+def fit_detectors(
+    detectors: Sequence[BaseDetector],
+    model: nn.Module,
+    train_data: Dataset,
+    *,
+    device: torch.device | str,
+    batch_size: int = 256,
+    progress: bool | None = None,
 ) -> None:
-    """Fit every unfitted detector on the ID training split; feature detectors share one extraction."""
+    """Fit every unfitted detector on ID training data; feature detectors share one feature extraction."""
     todo = [d for d in detectors if not d.is_fitted]
     shared = [d for d in todo if d.kind == "features"]
     if shared:
-        z, y = extract_features(model, bundle.train, device, batch_size=batch_size, progress=progress)
+        z, y = extract_features(model, train_data, device, batch_size=batch_size, progress=progress)
         for d in shared:
             d.fit_features(z, y, model=model)
         del z
     for d in todo:
         if d not in shared:
-            d.fit(model, bundle.train, device, batch_size=batch_size, progress=progress)
+            d.fit(model, train_data, device, batch_size=batch_size, progress=progress)
 
 
 def score_batch(
     model: nn.Module,
     x: torch.Tensor,
-    detectors: Sequence[OODDetector],
+    detectors: Sequence[BaseDetector],
     *,
     logits: torch.Tensor | None = None,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -165,20 +176,25 @@ def score_batch(
     return out, logits  # type: ignore[return-value]
 
 
-def _stream(
+def stream_scores(
     model: nn.Module,
     data: OODSet,
-    detectors: Sequence[OODDetector],
+    detectors: Sequence[BaseDetector],
     *,
     shape: tuple[int, ...],
-    device: torch.device,
-    batch_size: int,
-    progress: bool | None,
-    desc: str,
+    device: torch.device | str,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    desc: str = "scores",
     keep_logits: bool = False,
 ) -> tuple[list[torch.Tensor], int, torch.Tensor | None]:
-    """Scores ``[N]`` (CPU) per detector, the number of correct predictions and, if asked,
-    the logits ``N×K`` (CPU), batch by batch."""
+    """Score ``data`` batch by batch (images of another shape than ``shape`` are converted, an
+    :class:`AdversarialInputs` set is attacked per batch on ``device``).
+
+    Returns:
+        scores ``[N]`` (CPU, float32) per detector, the number of correct predictions (labels
+        of ``data``) and, if ``keep_logits``, the logits ``N×K`` (CPU, float32), else ``None``.
+    """
     attack = data.attack if isinstance(data, AdversarialInputs) else None
     source = data.source if isinstance(data, AdversarialInputs) else data
     out: list[list[torch.Tensor]] = [[] for _ in detectors]
@@ -209,7 +225,7 @@ def _off(progress: bool | None) -> bool | None:
 def run_ood(
     model: nn.Module,
     bundle: DatasetBundle,
-    detectors: Sequence[str | OODDetector] = DEFAULT_DETECTORS,
+    detectors: Sequence[Any] = DEFAULT_DETECTORS,
     ood_sets: Mapping[str, OODSet] | Sequence[str] = DEFAULT_OOD,
     *,
     device: torch.device | str = "cpu",
@@ -225,8 +241,8 @@ def run_ood(
             :class:`~robustood.models.Classifier` lets feature detectors share the pass.
         bundle: the ID dataset: ``train`` fits detectors, ``val`` calibrates thresholds,
             ``test`` is scored as ID.
-        detectors: registry names (``msp``, ``energy`` …) or configured :class:`OODDetector` s;
-            unfitted ones are fitted on ``bundle.train``.
+        detectors: registry names (``msp``, ``energy`` …), configured detectors or pytorch-ood
+            ``Detector`` objects (see :func:`make_detector`); unfitted ones are fitted on ``bundle.train``.
         ood_sets: ``{name: dataset}`` (labels ignored; images of another shape are converted with
             :func:`~robustood.data.conform_images`) or names for :func:`resolve_ood_sets`.
         keep_scores: keep every sample's score in :attr:`OODResult.scores` (plots, ``--save-scores``).
@@ -241,7 +257,7 @@ def run_ood(
         RobustoodError: unknown detector or OOD set, an empty set, a feature detector on a
             model without ``features``.
     """
-    dets = [make_detector(d) if isinstance(d, str) else d for d in detectors]
+    dets = [make_detector(d) for d in detectors]
     if not dets:
         raise RobustoodError("no detector given; use e.g. msp, maxlogit, energy")
     if not isinstance(ood_sets, Mapping):
@@ -264,15 +280,15 @@ def run_ood(
     device = torch.device(device)
     model.eval()
     shape = bundle.info.input_shape
-    labels = _labels(dets)
-    _fit(dets, model, bundle, device, batch_size, progress)
+    labels = detector_labels(dets)
+    fit_detectors(dets, model, bundle.train, device=device, batch_size=batch_size, progress=progress)
     kw = dict(shape=shape, device=device, batch_size=batch_size, progress=progress)
 
     thresholds: dict[str, float] = {}
     if calibrate and len(bundle.val) > 0:  # type: ignore[arg-type]
-        val_scores, _, _ = _stream(model, bundle.val, dets, desc="ood: ID val", **kw)
+        val_scores, _, _ = stream_scores(model, bundle.val, dets, desc="ood: ID val", **kw)
         thresholds = {lab: calibrate_threshold(s) for lab, s in zip(labels, val_scores, strict=True)}
-    id_scores, correct, _ = _stream(model, bundle.test, dets, desc="ood: ID test", **kw)
+    id_scores, correct, _ = stream_scores(model, bundle.test, dets, desc="ood: ID test", **kw)
     id_accuracy = correct / len(id_scores[0])
     scores: dict[str, dict[str, np.ndarray]] = {ID_SET: {}}
     for lab, s in zip(labels, id_scores, strict=True):
@@ -280,7 +296,7 @@ def run_ood(
 
     rows: list[dict[str, Any]] = []
     for set_name, ds in ood_sets.items():
-        ood_scores, _, _ = _stream(model, ds, dets, desc=f"ood: {set_name}", **kw)
+        ood_scores, _, _ = stream_scores(model, ds, dets, desc=f"ood: {set_name}", **kw)
         scores[set_name] = {}
         for lab, s_id, s_ood in zip(labels, id_scores, ood_scores, strict=True):
             m = ood_metrics(s_id, s_ood, threshold=thresholds.get(lab))
