@@ -26,7 +26,7 @@ from pytorch_ood.detector import EnergyBased, MaxLogit, MaxSoftmax
 from torch.utils.data import TensorDataset
 
 from robustood.data import DatasetBundle, DatasetInfo
-from robustood.detectors import run_ood
+from robustood.evaluate import run_ood
 from robustood.inference import iter_batches
 from robustood.models import ZOO, build_model
 from robustood.report import render
