@@ -1,19 +1,25 @@
-"""Small shared helpers: epsilon parsing, seeding, device choice, cache dir, atomic writes."""
+"""Small shared helpers: epsilon parsing, seeding, device choice, cache dir, atomic writes.
+
+Imports torch and NumPy only inside the functions that need them, so the command line
+starts without them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import RobustoodError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "atomic_path",
@@ -21,7 +27,7 @@ __all__ = [
     "format_eps",
     "parse_eps",
     "parse_eps_list",
-    "seed_everything",
+    "seeded",
     "select_device",
 ]
 
@@ -49,7 +55,7 @@ def parse_eps(text: str | float) -> float:
             raise RobustoodError(
                 f"invalid eps {shown!r}: use a number in [0, 1] such as 0.03 or a fraction such as 2/255"
             ) from None
-    if not np.isfinite(value) or value < 0:
+    if not math.isfinite(value) or value < 0:
         raise RobustoodError(f"eps must be in [0, 1], got {shown}")
     if value > 1:
         hint = f"; did you mean {shown}/255?" if value <= 255 else ""
@@ -87,14 +93,43 @@ def format_eps(eps: float) -> str:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator seeded the same way."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's generators for the block, and restore their states after it.
+
+    Code in the block (weight initialisation, dropout, a shuffle inside ART) repeats for a
+    given ``seed``; the caller's random streams are left as they were, so the library never
+    reseeds a user's global generators.
+    """
+    import numpy as np
+    import torch
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def select_device(device: str | torch.device | None = None) -> torch.device:
     """Pick a device: the one asked for, else CUDA, then Apple MPS, then CPU."""
+    import torch
+
     if device is not None and str(device) != "auto":
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():

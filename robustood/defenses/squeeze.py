@@ -12,9 +12,8 @@ convention). It is a robustood detector (kind ``input``, registry name ``squeeze
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +23,9 @@ from tqdm.auto import tqdm
 
 from ..detectors.base import BaseDetector, batches
 from ..errors import NotFittedError, RobustoodError
-from ..inference import iter_batches
-from ..utils import format_eps, select_device
-from ._eval import AttackSpec, adversarial_batches
+from ..utils import select_device
 
-__all__ = ["BitDepth", "FeatureSqueezingDetector", "MedianFilter", "Resample", "Squeezer", "squeezing_rows"]
+__all__ = ["BitDepth", "FeatureSqueezingDetector", "MedianFilter", "Resample", "Squeezer"]
 
 
 @dataclass(frozen=True)
@@ -288,75 +285,3 @@ class FeatureSqueezingDetector(BaseDetector):
 
 def _off(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
-
-
-def squeezing_rows(
-    detector: FeatureSqueezingDetector,
-    dataset: Dataset,
-    attacks: Sequence[AttackSpec],
-    *,
-    batch_size: int = 256,
-    progress: bool | None = None,
-    **attack_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Per attack × eps on ``dataset`` (clean test images): how the fitted detector does, on its ``device_``.
-
-    Columns: ``false_positive_rate`` (clean inputs flagged), ``detection_rate`` (adversarial
-    inputs flagged), ``detection_rate_successful`` (flagged among the adversarial inputs
-    that turned a correct prediction wrong), undefended ``clean_accuracy`` /
-    ``robust_accuracy`` and the same with the squeezed input classified instead
-    (``squeezed_clean_accuracy`` / ``squeezed_robust_accuracy``). The attack targets the
-    undefended model (the detector is not differentiated through). Each batch costs one
-    plain forward pass (two for adversarial batches: clean and adversarial) and one per squeezer.
-    """
-    detector.check_fitted()
-    model, dev, threshold = detector.model_, detector.device_, detector.threshold_
-    n = flagged_clean = correct = sq_correct = 0
-    for x, y in iter_batches(dataset, batch_size):
-        x, y = x.to(dev), y.to(dev)
-        with torch.no_grad():
-            logits = model(x)
-        scores, squeezed = detector.squeeze_outputs(model, x, logits)
-        correct += int((logits.argmax(1) == y).sum())
-        flagged_clean += int((scores > threshold).sum())
-        sq_correct += int((squeezed == y).sum())
-        n += len(y)
-    if n == 0:
-        raise RobustoodError("no clean images to evaluate feature squeezing on")
-    base = {
-        "defense": f"squeeze({', '.join(s.name for s in detector.squeezers)})",
-        "threshold": threshold,
-        "false_positive_rate": flagged_clean / n,
-        "clean_accuracy": correct / n,
-        "squeezed_clean_accuracy": sq_correct / n,
-    }
-    rows: list[dict[str, Any]] = []
-    for name, eps in attacks:
-        flagged = robust = sq_robust = successful = flagged_successful = 0
-        for x, y, x_adv in adversarial_batches(
-            model, dataset, name, eps, device=dev, batch_size=batch_size, progress=progress, **attack_kwargs
-        ):
-            with torch.no_grad():
-                ok_clean = model(x).argmax(1) == y
-                logits_adv = model(x_adv)
-            ok_adv = logits_adv.argmax(1) == y
-            scores, squeezed = detector.squeeze_outputs(model, x_adv, logits_adv)
-            flags = scores > threshold
-            success = ok_clean & ~ok_adv
-            flagged += int(flags.sum())
-            robust += int(ok_adv.sum())
-            sq_robust += int((squeezed == y).sum())
-            successful += int(success.sum())
-            flagged_successful += int((flags & success).sum())
-        rows.append(
-            {
-                "attack": name,
-                "eps": format_eps(eps),
-                **base,
-                "detection_rate": flagged / n,
-                "detection_rate_successful": flagged_successful / successful if successful else float("nan"),
-                "robust_accuracy": robust / n,
-                "squeezed_robust_accuracy": sq_robust / n,
-            }
-        )
-    return rows

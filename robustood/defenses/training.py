@@ -109,14 +109,14 @@ class AdversarialTraining:
 
     @cached_property
     def _attack(self) -> Any:
-        from ._eval import make_attack
+        from ..attacks import build_attack
 
         extra: dict[str, Any] = {"norm": self.norm}
         if self.steps is not None:
             extra["steps"] = int(self.steps)
         if self.step_size is not None:
             extra["step_size"] = parse_eps(self.step_size)
-        return make_attack(self.attack, self.eps, **extra)
+        return build_attack(self.attack, eps=self.eps, **extra)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.weight == 0:
@@ -203,9 +203,9 @@ class OutlierExposure:
 
     @cached_property
     def _attack(self) -> Any:
-        from ._eval import make_attack
+        from ..attacks import build_attack
 
-        return make_attack(self.attack, self.eps)
+        return build_attack(self.attack, eps=self.eps)
 
     def outliers(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """An OOD batch shaped like ``x`` (no gradient through it)."""

@@ -1,0 +1,312 @@
+"""What a user calls "a model", decided in one place, with one cache of trained models.
+
+A model spec is one of
+
+- a **training recipe** (``plain``, ``adv:fgsm:2/255``, ``adv:pgd:8/255:epochs=15``,
+  ``noise:8/255``, ``oe:noise``; see :mod:`robustood.recipes`): a zoo architecture trained
+  with it once, then reused from the cache;
+- ``distill:T[:epochs=N]``: defensive distillation at temperature T (the student is the model);
+- a **zoo name** (``resnet20``): that architecture trained plainly;
+- a **file**: a robustood checkpoint (safetensors or a ``weights_only`` torch file) or TorchScript;
+- an ``nn.Module``.
+
+:func:`parse_model_spec` classifies a spec without loading or training anything (so bad
+specs fail before any work); :func:`resolve_model` returns the ready model;
+:func:`pretrained` and :func:`distilled_pretrained` are the cache. Every setting that
+changes the trained weights is in a cache entry's name, so models trained differently
+never share one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .data import DatasetBundle
+from .errors import RobustoodError
+from .inference import accuracy
+from .models import ZOO, Classifier, build_model, default_arch, load_checkpoint, load_model, save_checkpoint
+from .recipes import RECIPES, objective_for, parse_recipe, split_recipe
+from .spec import as_float
+from .train import TrainConfig, fit
+from .utils import cache_dir, seeded
+
+__all__ = [
+    "MODEL_FILE_SUFFIXES",
+    "ModelSpec",
+    "cached_model_path",
+    "config_slug",
+    "distilled_pretrained",
+    "model_label",
+    "parse_model_spec",
+    "pretrained",
+    "recipe_slug",
+    "resolve_model",
+]
+
+ModelLike = str | os.PathLike | nn.Module
+Kind = Literal["module", "recipe", "distill", "zoo", "file"]
+MODEL_FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".ts", ".pt2")
+DEFAULT_TEMPERATURE = 20.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A classified model spec: its ``kind``, the text as given (or the module), and for
+    ``distill`` the temperature."""
+
+    kind: Kind
+    source: Any
+    temperature: float | None = None
+
+    @property
+    def text(self) -> str:
+        return self.source if isinstance(self.source, str) else str(self.source)
+
+
+def parse_model_spec(spec: ModelLike) -> ModelSpec:
+    """Classify ``spec`` (see the module docstring); nothing is loaded or trained.
+
+    Raises :class:`RobustoodError` for an empty spec, a missing model file, a malformed
+    ``distill:T`` and a name that is none of the above (listing what is).
+    """
+    if isinstance(spec, nn.Module):
+        return ModelSpec("module", spec)
+    text = str(spec).strip()
+    if not text:
+        raise RobustoodError("empty model name; use a recipe (plain, adv:fgsm:2/255 …), a zoo name or a file")
+    if text.lower() in ZOO:
+        return ModelSpec("zoo", text.lower())
+    path = Path(text).expanduser()
+    name = text.split(":", 1)[0].strip().lower()
+    if name == "distill" and not path.exists():
+        return ModelSpec("distill", text, _temperature(text))
+    if name in RECIPES and not path.exists():
+        parse_recipe(text)  # the grammar and epochs=; the recipe's own arguments are checked by check_model_spec
+        return ModelSpec("recipe", text)
+    if path.exists():
+        return ModelSpec("file", text)
+    if path.suffix.lower() in MODEL_FILE_SUFFIXES:
+        raise RobustoodError(f"model file {text} does not exist")
+    raise RobustoodError(
+        f"unknown model {text!r}: use a training recipe ({', '.join([*RECIPES, 'distill'])}; e.g. plain, "
+        f"adv:fgsm:2/255, distill:20), a zoo name ({', '.join(ZOO)}) or a checkpoint / TorchScript file"
+    )
+
+
+def _temperature(text: str) -> float:
+    spec, _ = parse_recipe(text)
+    shown = f"model {text.strip()!r}"
+    if spec.options or len(spec.args) > 1:
+        raise RobustoodError(f"use distill:T with a number T > 0 (e.g. distill:20), got {text.strip()!r}")
+    if not spec.args:
+        return DEFAULT_TEMPERATURE
+    try:
+        return as_float(spec.args[0], "T", shown, minimum=0, open_min=True)
+    except RobustoodError:
+        raise RobustoodError(
+            f"use distill:T with a finite number T > 0 (e.g. distill:20), got {text.strip()!r}"
+        ) from None
+
+
+def check_model_spec(spec: ModelLike, bundle: DatasetBundle) -> ModelSpec:
+    """:func:`parse_model_spec`, and for recipes the recipe's own arguments, against ``bundle``."""
+    parsed = parse_model_spec(spec)
+    if parsed.kind == "recipe":
+        objective_for(parsed.text, bundle)
+    return parsed
+
+
+def model_label(spec: ModelLike, meta: dict[str, Any]) -> str:
+    """How a single model is named in the rows of ``attack``, ``ood`` and ``defend``: a recipe
+    other than ``plain`` as given, else the architecture (``small_cnn``; ``torchscript:FILE``)."""
+    parsed = parse_model_spec(spec)
+    if parsed.kind in ("recipe", "distill") and parsed.text.lower() != "plain":
+        return parsed.text
+    return str(meta.get("arch", parsed.text))
+
+
+def resolve_model(
+    spec: ModelLike | None,
+    bundle: DatasetBundle,
+    *,
+    arch: str | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    cache: str | os.PathLike | None = None,
+    config: TrainConfig | None = None,
+    progress: bool | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model a spec names (``None``: ``plain``), in evaluation mode on ``device``, and its metadata.
+
+    ``arch`` is the zoo architecture of recipe and ``distill`` models (default: the
+    dataset's); files and modules are checked against the dataset (input shape, classes).
+    """
+    parsed = check_model_spec("plain" if spec is None else spec, bundle)
+    dev = torch.device(device)
+    kw: dict[str, Any] = dict(seed=seed, device=dev, cache=cache, config=config, progress=progress)
+    if parsed.kind in ("module", "file"):
+        return load_model(parsed.source, bundle.info, dev)
+    if parsed.kind == "zoo":
+        return pretrained(bundle, parsed.source, recipe="plain", **kw)
+    if parsed.kind == "recipe":
+        return pretrained(bundle, arch, recipe=parsed.text, **kw)
+    _, epochs = parse_recipe(parsed.text)
+    cfg = config or TrainConfig(seed=seed)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    kw["config"] = cfg
+    assert parsed.temperature is not None
+    _, student, meta = distilled_pretrained(bundle, arch, temperature=parsed.temperature, **kw)
+    return student, {**meta, "recipe": parsed.text}
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def recipe_slug(recipe: str) -> str:
+    """A file-name-safe form of a recipe string."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", recipe.strip()).strip("_")
+
+
+def config_slug(config: TrainConfig | None, recipe: str = "plain") -> str:
+    """The training settings of ``config`` that differ from :class:`TrainConfig`'s defaults,
+    file-name-safe (``""`` when there are none): ``epochs3_lr0.05_optimizersgd``.
+
+    The seed is named on its own in the cache key, and epochs given in the recipe
+    (``plain:epochs=15``) replace ``config.epochs``, so neither is repeated here.
+    """
+    if config is None:
+        return ""
+    defaults = TrainConfig()
+    recipe_epochs = split_recipe(recipe)[1]
+    parts = []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name == "seed" or (f.name == "epochs" and recipe_epochs is not None) or value == getattr(defaults, f.name):
+            continue
+        key = f.name.replace("_", "")
+        parts.append(f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}")
+    return recipe_slug("_".join(parts))
+
+
+def cached_model_path(
+    bundle: DatasetBundle,
+    arch: str,
+    recipe: str = "plain",
+    seed: int = 0,
+    cache: str | os.PathLike | None = None,
+    config: TrainConfig | None = None,
+) -> Path:
+    """Where the cache keeps ``arch`` trained on ``bundle`` with ``recipe``, ``seed`` and ``config``:
+    ``digits-small_cnn-adv_fgsm_2_255-s0.safetensors``, ``digits-small_cnn-plain-epochs3-s0.safetensors``."""
+    settings = config_slug(config, recipe)
+    name = f"{bundle.info.key}-{arch}-{recipe_slug(recipe)}{'-' + settings if settings else ''}-s{seed}"
+    return cache_dir(cache) / "models" / f"{name}.safetensors"
+
+
+def pretrained(
+    bundle: DatasetBundle,
+    arch: str | None = None,
+    *,
+    recipe: str = "plain",
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    cache: str | os.PathLike | None = None,
+    config: TrainConfig | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+) -> tuple[Classifier, dict[str, Any]]:
+    """A zoo model trained on ``bundle`` with ``recipe``: loaded from the cache, or trained and cached.
+
+    ``recipe`` may end in ``:epochs=N``. Returns ``(model, metadata)``; metadata holds the
+    architecture, recipe, epochs and test accuracy.
+    """
+    arch = (arch or default_arch(bundle.info)).lower()
+    _, epochs = split_recipe(recipe)
+    objective = objective_for(recipe, bundle)  # validates the recipe before any work
+    path = cached_model_path(bundle, arch, recipe, seed, cache, config)
+    dev = torch.device(device)
+    if path.exists() and not retrain:
+        model, meta = load_checkpoint(path)
+        return model.to(dev).eval(), meta
+    cfg = config or TrainConfig(seed=seed)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    with seeded(seed):
+        model = build_model(arch, bundle.info)
+    result = fit(
+        model, bundle, cfg, objective=objective, device=dev, progress=progress, state_path=path.with_suffix(".state.pt")
+    )
+    meta = {
+        "recipe": recipe,
+        "seed": seed,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "val_accuracy": result.best_val_accuracy,
+        "test_accuracy": accuracy(model, bundle.test, dev),
+        "train_seconds": result.seconds,
+        "config": asdict(cfg),
+    }
+    save_checkpoint(model, path, bundle.info, arch, **meta)
+    return model.eval(), {"arch": arch, **meta, "path": str(path)}
+
+
+def distilled_pretrained(
+    bundle: DatasetBundle,
+    arch: str | None = None,
+    *,
+    temperature: float = DEFAULT_TEMPERATURE,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    cache: str | os.PathLike | None = None,
+    config: TrainConfig | None = None,
+    retrain: bool = False,
+    progress: bool | None = None,
+) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Defensive distillation (:func:`robustood.defenses.distil`), cached like :func:`pretrained`:
+    the teacher and the student are kept as recipes ``distill-teacher:T`` and ``distill:T``.
+
+    Returns ``(teacher, student, metadata)``; metadata holds the architecture, the temperature
+    and both networks' epochs.
+    """
+    from .defenses.distillation import check_temperature, distil
+
+    t = check_temperature(temperature)
+    arch = (arch or default_arch(bundle.info)).lower()
+    dev = torch.device(device)
+    paths = [
+        cached_model_path(bundle, arch, f"{kind}:{t:g}", seed, cache, config) for kind in ("distill-teacher", "distill")
+    ]
+    if not retrain and all(p.exists() for p in paths):
+        (teacher, meta_t), (student, meta_s) = (load_checkpoint(p) for p in paths)
+        meta = {"arch": arch, "temperature": t, "teacher_epochs": int(meta_t["epochs"])}
+        return teacher.to(dev).eval(), student.to(dev).eval(), {**meta, "epochs": int(meta_s["epochs"])}
+    cfg = config or TrainConfig(seed=seed)
+    result = distil(bundle, temperature=t, arch=arch, config=cfg, device=dev, progress=progress)
+    for path, model, kind, epochs in zip(
+        paths,
+        (result.teacher, result.student),
+        ("distill-teacher", "distill"),
+        (result.teacher_epochs, result.student_epochs),
+        strict=True,
+    ):
+        save_checkpoint(
+            model,  # type: ignore[arg-type]
+            path,
+            bundle.info,
+            arch,
+            recipe=f"{kind}:{t:g}",
+            seed=seed,
+            epochs=epochs,
+            test_accuracy=accuracy(model, bundle.test, dev),
+            config=asdict(cfg),
+        )
+    meta = {"arch": arch, "temperature": t, "teacher_epochs": result.teacher_epochs, "epochs": result.student_epochs}
+    return result.teacher, result.student, meta
