@@ -116,10 +116,17 @@ class Report:
     Rendering is separate from computing: :meth:`table`, :meth:`to_markdown`, :meth:`to_csv`,
     :meth:`to_json` and :meth:`plot` only format :attr:`rows`; :meth:`from_json` and
     :meth:`from_csv` read them back with the same numbers.
+
+    Per-sample outputs asked of :func:`~robustood.evaluate` (``keep=``, ``keep_scores=``)
+    ride along, not serialised: :attr:`attacks` maps model → ``pgd-linf@8/255`` → the
+    attack's :class:`~robustood.attacks.AttackResult` (with its kept samples), and
+    :attr:`scores` maps model → input set (``"id"`` for the test split) → detector → scores.
     """
 
     rows: list[Row] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    attacks: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    scores: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False, compare=False)
 
     # -- views
     def models(self) -> list[str]:

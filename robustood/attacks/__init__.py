@@ -2,7 +2,7 @@
 
 ``build_attack(name, eps=...)`` or ``parse_attack_spec("pgd:8/255")`` gives a frozen
 :class:`Attack`; call it as ``attack(model, x, y) -> x_adv`` with images in [0, 1], and
-pass ``generator=`` for reproducible random starts and targets. :func:`run_attack` streams
+pass ``generator=`` for reproducible random starts and targets. :func:`robustood.evaluate.run_attack` streams
 a dataset through one attack and measures it; :class:`AttackMetrics` is its accumulator.
 
 Layers (each module imports only those above it): ``base`` (the :class:`Attack` base
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .base import TARGET_MODES, Attack, AttackOutput, attack_mode, resolve_target_class
 from .ddn import DDN
 from .gradient import GradientAttack
-from .metrics import AttackMetrics, AttackResult, AttackSamples, run_attack
+from .metrics import AttackMetrics, AttackResult, AttackSamples
 from .registry import ATTACKS, BACKENDS, AttackInfo, build_attack, parse_attack_spec
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ __all__ = [
     "build_attack",
     "parse_attack_spec",
     "resolve_target_class",
-    "run_attack",
 ]
 
 

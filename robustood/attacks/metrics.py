@@ -4,31 +4,26 @@ Per attack × eps: clean accuracy, robust (adversarial) accuracy, success rate, 
 of the true-class probability, mean iterations to success, mean / max L∞ and L2
 perturbation norms, wall time and images per second. :class:`AttackMetrics` accumulates
 them batch by batch (sums stay on the device, no per-batch synchronisation; only plain
-floats leave); :func:`run_attack` streams a dataset through an attack and feeds it.
+floats leave); :func:`robustood.evaluate.run_attack` (the engine) feeds it batch by batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
-from tqdm.auto import tqdm
 
-from ..data import DatasetBundle
 from ..errors import IncompatibleModelError, RobustoodError
-from ..inference import iter_batches
-from ..utils import format_eps, select_device
-from .base import TARGET_MODES, Attack, AttackOutput, norm_label
+from ..utils import format_eps
+from .base import AttackOutput, norm_label
 
-__all__ = ["PRECISIONS", "AttackMetrics", "AttackResult", "AttackSamples", "precision_context", "run_attack"]
+__all__ = ["PRECISIONS", "AttackMetrics", "AttackResult", "AttackSamples", "precision_context"]
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -254,19 +249,6 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
-def _as_dataset(data: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor]) -> tuple[Dataset, Any]:
-    if isinstance(data, DatasetBundle):
-        return data.test, data.info
-    if isinstance(data, tuple):
-        return TensorDataset(*data), None
-    return data, None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _check_classes(k: int, y_max: int, names: Sequence[str] | None) -> None:
     """Refuse a model whose ``k`` outputs do not match the dataset's classes or the labels."""
     if names is not None and k != len(names):
@@ -278,84 +260,3 @@ def _check_classes(k: int, y_max: int, names: Sequence[str] | None) -> None:
             f"the model outputs {k} classes but the labels go up to {y_max}; "
             "use a model trained on this dataset's classes"
         )
-
-
-def run_attack(
-    model: nn.Module,
-    dataset: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor],
-    attack: Attack,
-    *,
-    device: torch.device | str | None = None,
-    batch_size: int = 256,
-    progress: bool | None = None,
-    keep: int | bool = 0,
-    precision: str = "fp32",
-    class_names: Sequence[str] | None = None,
-    clean_logits: torch.Tensor | None = None,
-    on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
-) -> AttackResult:
-    """Attack every input of ``dataset`` (a bundle's test split, a dataset of ``(image, label)``
-    or ``(x, y)`` tensors) and measure the attack.
-
-    ``keep`` keeps that many inputs (``True``: all) with their adversarial versions and
-    predictions in :attr:`AttackResult.samples`, for plots or saving. A target class given
-    by name is resolved with the bundle's (or ``class_names``) classes. Raises
-    :class:`~robustood.errors.IncompatibleModelError` when the model's outputs do not match
-    the dataset's classes. The attack's random draws come from one generator seeded with
-    ``attack.seed`` for the whole run, so a run repeats exactly.
-
-    ``clean_logits`` (``N×K``, in dataset order) are the model's logits on the clean inputs
-    when a caller has them already (:func:`robustood.evaluate` computes them once per
-    model); the clean forward pass is then skipped. ``on_batch(x, y, x_adv, logits_adv)``
-    is called for every batch on the device, so other consumers (detectors, the squeezing
-    defense) share the adversarial examples instead of generating them again.
-    """
-    dev = select_device(device)
-    ds, info = _as_dataset(dataset)
-    names = list(class_names) if class_names is not None else list(info.class_names) if info is not None else None
-    if names is not None and hasattr(attack, "with_class_names"):
-        attack = attack.with_class_names(names)
-    elif isinstance(attack, Attack) and isinstance(attack.targeted, str) and attack.targeted not in TARGET_MODES:
-        raise RobustoodError(f"target class {attack.targeted!r} is a name; pass class_names=... to resolve it")
-    if clean_logits is not None and len(clean_logits) != len(ds):  # type: ignore[arg-type]
-        raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(ds)} inputs")  # type: ignore[arg-type]
-    n_keep = (len(ds) if keep is True else int(keep)) if keep else 0  # type: ignore[arg-type]
-    metrics = AttackMetrics(attack, keep=n_keep)
-    seed = getattr(attack, "seed", None)
-    gen = torch.Generator(dev).manual_seed(seed) if isinstance(seed, int) else None
-    kw = {} if gen is None else {"generator": gen}
-    seen = 0
-    was_training = model.training
-    model.eval()
-    _sync(dev)
-    t0 = time.perf_counter()
-    batches = tqdm(
-        iter_batches(ds, batch_size),
-        desc=attack.label,
-        total=-(-len(ds) // batch_size),  # type: ignore[arg-type]
-        leave=False,
-        disable=None if progress is None else not progress,
-    )
-    with precision_context(precision, dev, model):
-        for x, y in batches:
-            y_max = int(y.max()) if len(y) else -1
-            if len(y) and (int(y.min()) < 0 or (names is not None and y_max >= len(names))):
-                raise RobustoodError(f"labels must be class indices 0..{len(names or []) - 1}, got {int(y.min())}…")
-            x, y = x.to(dev, non_blocking=True).float(), y.to(dev, non_blocking=True).long()
-            with torch.no_grad():
-                if clean_logits is not None:
-                    logits = clean_logits[seen : seen + len(y)].to(dev, non_blocking=True).float()
-                else:
-                    logits = model(x).float()
-            seen += len(y)
-            _check_classes(logits.shape[1], y_max, names)
-            out = attack.generate(model, x, y, **kw)
-            with torch.no_grad():
-                logits_adv = model(out.x_adv).float()
-                if on_batch is not None:
-                    on_batch(x, y, out.x_adv, logits_adv)
-            metrics.update(x, y, logits, out, logits_adv)
-    _sync(dev)
-    seconds = time.perf_counter() - t0
-    model.train(was_training)
-    return metrics.result(seconds, precision=precision)

@@ -1,20 +1,25 @@
-"""``robustood attack``: attack a model at one or more budgets and print an accuracy-vs-eps table."""
+"""``robustood attack``: attack a model at one or more budgets and print an accuracy-vs-eps table.
+
+One :func:`robustood.evaluate` call: the clean pass, then one attack pass per attack × eps;
+``--save-adv`` and ``--plots`` read the kept inputs of that same run.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
-from ..attacks import ATTACKS, BACKENDS, build_attack
-from ..attacks.metrics import PRECISIONS, AttackResult, run_attack
-from ..data import load_dataset
 from ..errors import RobustoodError
-from ..utils import atomic_path, format_eps, parse_eps, select_device
-from . import main
+from ..names import ATTACKS, BACKENDS, PRECISIONS
+from ..utils import atomic_path, format_eps, parse_eps
+from .app import main
 from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
+
+if TYPE_CHECKING:
+    from ..attacks import AttackResult
 
 
 def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -50,9 +55,11 @@ def adv_key(result: AttackResult) -> str:
     return f"{result.attack}_eps{format_eps(result.eps).replace('/', '_').replace('.', 'p')}"
 
 
-def save_adversarial(results: list[AttackResult], path: Path) -> Path:
+def save_adversarial(results: Sequence[AttackResult], path: Path) -> Path:
     """Write ``<key>__x``, ``__y``, ``__x_adv``, ``__pred_adv``, ``__target`` and ``__eps`` per result,
     plus an index ``keys``, atomically to an ``.npz`` (no pickled objects)."""
+    import numpy as np
+
     arrays: dict[str, np.ndarray] = {}
     keys = []
     for r in results:
@@ -199,6 +206,11 @@ def attack(
     per second; --format csv or json adds dataset, model, eps as a number, n, the maximum
     norms and the wall time.
     """
+    from ..attacks import build_attack
+    from ..data import load_dataset
+    from ..evaluate import evaluate
+    from ..utils import select_device
+
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     # validate every attack before any model is trained or loaded
     attacks = [
@@ -224,23 +236,19 @@ def attack(
     net, _, label = load_model_option(
         model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet)
     )
-    bundle = bundle.limited(limit)
-    keep: int | bool = True if save_adv is not None else (8 if plots is not None else 0)
-    results: list[AttackResult] = []
-    for atk in attacks:
-        for eps in eps_list:
-            results.append(
-                run_attack(
-                    net,
-                    bundle,
-                    atk.with_eps(eps),
-                    device=dev,
-                    batch_size=batch_size,
-                    progress=progress_flag(quiet),
-                    keep=keep,
-                    precision=precision,
-                )
-            )
+    report = evaluate(
+        {label: net},
+        bundle,
+        attacks=[atk.with_eps(eps) for atk in attacks for eps in eps_list],
+        seed=seed,
+        device=dev,
+        batch_size=batch_size,
+        limit=limit,
+        keep=True if save_adv is not None else (8 if plots is not None else 0),
+        precision=precision,
+        progress=progress_flag(quiet),
+    )
+    results = list(report.attacks[label].values())
     rows: list[dict[str, Any]] = []
     for r in results:
         for row in r.rows():

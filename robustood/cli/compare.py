@@ -6,12 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..attacks import ATTACKS
-from ..evaluate import HEADLINE_METRICS, evaluate
+from ..names import ATTACKS
 from ..report import write_rendered
-from ..train import TrainConfig
-from ..utils import format_eps, select_device
-from . import main
+from .app import main
 from .options import (
     EpsList,
     cache_dir_option,
@@ -161,9 +158,17 @@ def compare(
     Prints one row per model; the columns are clean accuracy, robust accuracy per attack ×
     eps, AUROC and FPR@95%TPR per detector × OOD set, and the squeezing detection rate.
     """
-    suffix = "" if norm == "inf" else ":l2"
-    options = f":steps={steps}" if steps is not None else ""
-    specs = [f"{a}:{format_eps(e)}{suffix}{options if a != 'fgsm' else ''}" for a in attacks for e in eps_list]
+    from ..attacks import build_attack
+    from ..evaluate import HEADLINE_METRICS, evaluate
+    from ..train import TrainConfig
+    from ..utils import select_device
+
+    # attack objects, not spec strings: every eps is used exactly as given
+    specs = [
+        build_attack(a, eps=e, norm=norm, steps=steps if a != "fgsm" else None, seed=seed)
+        for a in attacks
+        for e in eps_list
+    ]
     config = TrainConfig(seed=seed, epochs=epochs) if epochs is not None else None
     report = evaluate(
         list(dict.fromkeys(models)),

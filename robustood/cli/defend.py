@@ -1,18 +1,25 @@
-"""``robustood defend``: a defense measured against the undefended model under the same attacks."""
+"""``robustood defend``: a defense measured against the undefended model under the same attacks.
+
+One :func:`robustood.evaluate` call: ``squeeze`` adds the feature-squeezing detector to the
+clean and attack passes of one model; ``distill`` evaluates the undefended model and the
+distilled student, attacked through its softmax and through its logits / T.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..data import load_dataset
-from ..models import ZOO
-from ..train import TrainConfig
-from ..utils import select_device
-from . import main
+from ..names import ZOO
+from ..utils import format_eps
+from .app import main
 from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
+
+if TYPE_CHECKING:
+    from ..report import Report
 
 ATTACK_CHOICES = ("fgsm", "pgd", "bim")
 
@@ -147,7 +154,13 @@ def defend(
     --format csv or json adds dataset, base model, the squeezers and the detection rate
     on successful adversarial inputs only.
     """
-    from ..defenses import FeatureSqueezingDetector, distillation_rows, distilled_pretrained, squeezing_rows
+    from ..attacks import build_attack
+    from ..data import load_dataset
+    from ..defenses import FeatureSqueezingDetector, TemperatureScaled
+    from ..evaluate import evaluate
+    from ..resolve import distilled_pretrained
+    from ..train import TrainConfig
+    from ..utils import select_device
 
     if threshold is not None and fpr is not None:
         raise click.UsageError("give either --threshold (fixed) or --fpr (calibrated), not both")
@@ -159,10 +172,9 @@ def defend(
     dev = select_device(device)
     progress = progress_flag(quiet)
     net, _, label = load_model_option(model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress)
-    val = bundle.val
-    bundle = bundle.limited(limit)
     specs = [(a, e) for a in attacks for e in eps_list]
-    rows: list[dict[str, Any]]
+    attack_objects = [build_attack(a, eps=e, seed=seed) for a, e in specs]
+    run = dict(attacks=attack_objects, seed=seed, device=dev, batch_size=batch_size, limit=limit, progress=progress)
     if defense == "squeeze":
         detector = FeatureSqueezingDetector(
             bit_depth=bit_depth,
@@ -170,12 +182,12 @@ def defend(
             resample=resample,
             threshold=threshold,
             fpr=0.05 if fpr is None else fpr,
-            batch_size=batch_size,
-            device=dev,
-        ).fit(net, val)
-        rows = squeezing_rows(detector, bundle.test, specs, batch_size=batch_size, progress=progress)
+        )
+        report = evaluate({label: net}, bundle, defenses=[detector], **run)
+        name = f"squeeze({', '.join(s.name for s in detector.squeezers)})"
+        rows = squeezing_rows(report, label, specs, name)
     else:
-        distilled = distilled_pretrained(
+        _, student, meta = distilled_pretrained(
             bundle,
             label,
             temperature=temperature,
@@ -185,6 +197,76 @@ def defend(
             config=TrainConfig(epochs=epochs, seed=seed),
             progress=progress,
         )
-        rows = distillation_rows(net, distilled, bundle, specs, device=dev, batch_size=batch_size, progress=progress)
+        t = float(meta["temperature"])
+        through = {
+            "undefended": ("undefended", "softmax (T=1)", net),
+            "distilled": ("distilled", "softmax (T=1)", student),
+            "distilled@logits": ("distilled", f"logits / T (T={t:g})", TemperatureScaled(student, t)),
+        }
+        report = evaluate({key: m for key, (_, _, m) in through.items()}, bundle, **run)
+        rows = distillation_rows(report, {key: (lab, how) for key, (lab, how, _) in through.items()}, specs)
     rows = [{"dataset": bundle.info.key, "base_model": label, **r} for r in rows]
     emit(rows, fmt, out, headline=HEADLINE[defense])
+
+
+def _value(report: Report, model: str, metric: str, *, attack: str = "", eps: float | None = None, detector=""):
+    hits = [
+        r.value
+        for r in report.rows
+        if r.model == model
+        and r.metric == metric
+        and r.detector == detector
+        and r.attack.startswith(attack)
+        and (eps is None or r.eps == eps)
+        and (bool(r.attack) == bool(attack))
+    ]
+    return hits[0]
+
+
+def squeezing_rows(report: Report, model: str, specs: Sequence[tuple[str, float]], defense: str) -> list[dict]:
+    """One row per attack × eps: the squeezing detector's threshold, false positives and detection rates,
+    next to the undefended accuracy and the accuracy when the squeezed input is classified."""
+    base = {
+        "defense": defense,
+        "threshold": _value(report, model, "threshold", detector="squeeze"),
+        "false_positive_rate": _value(report, model, "false_positive_rate", detector="squeeze"),
+        "clean_accuracy": _value(report, model, "accuracy"),
+        "squeezed_clean_accuracy": _value(report, model, "squeezed_clean_accuracy", detector="squeeze"),
+    }
+    rows = []
+    for name, eps in specs:
+        at = {"attack": f"{name}-", "eps": eps}
+        rows.append(
+            {
+                "attack": name,
+                "eps": format_eps(eps),
+                **base,
+                "detection_rate": _value(report, model, "detection_rate", detector="squeeze", **at),
+                "detection_rate_successful": _value(
+                    report, model, "detection_rate_successful", detector="squeeze", **at
+                ),
+                "robust_accuracy": _value(report, model, "robust_accuracy", **at),
+                "squeezed_robust_accuracy": _value(report, model, "squeezed_robust_accuracy", detector="squeeze", **at),
+            }
+        )
+    return rows
+
+
+def distillation_rows(
+    report: Report, models: dict[str, tuple[str, str]], specs: Sequence[tuple[str, float]]
+) -> list[dict[str, Any]]:
+    """One row per attack × eps × (model, attacked through): clean and robust accuracy."""
+    rows = []
+    for name, eps in specs:
+        for key, (label, through) in models.items():
+            rows.append(
+                {
+                    "model": label,
+                    "attacked_through": through,
+                    "attack": name,
+                    "eps": format_eps(eps),
+                    "clean_accuracy": _value(report, key, "accuracy"),
+                    "robust_accuracy": _value(report, key, "robust_accuracy", attack=f"{name}-", eps=eps),
+                }
+            )
+    return rows

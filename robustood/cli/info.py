@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import utils
-from ..data import OOD_SOURCES, DatasetInfo, catalogue
-from ..models import ZOO, build_model, load_checkpoint
-from . import main
+from .app import main
 from .options import cache_dir_option, data_dir_option, emit, output_options
 
 
@@ -16,6 +13,8 @@ from .options import cache_dir_option, data_dir_option, emit, output_options
 @output_options
 def datasets(data_dir: Path | None, fmt: str, out: Path | None) -> None:
     """List the datasets and OOD sources robustood can load."""
+    from ..data import OOD_SOURCES, catalogue
+
     rows = [{"kind": "dataset", **r, "description": ""} for r in catalogue(data_dir)]
     rows += [{"kind": "ood source", "name": k, "description": v} for k, v in OOD_SOURCES.items()]
     rows.append(
@@ -33,6 +32,10 @@ def datasets(data_dir: Path | None, fmt: str, out: Path | None) -> None:
 @output_options
 def models(cache_dir: Path | None, fmt: str, out: Path | None) -> None:
     """List zoo architectures and the trained models in the cache."""
+    from .. import utils
+    from ..data import DatasetInfo
+    from ..models import ZOO, build_model, load_checkpoint
+
     cifar = DatasetInfo("cifar10", (3, 32, 32), tuple("0123456789"), (0.5,) * 3, (0.25,) * 3)
     rows: list[dict[str, object]] = []
     for name, entry in ZOO.items():

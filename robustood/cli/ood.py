@@ -1,4 +1,9 @@
-"""``robustood ood``: score ID and OOD inputs with detectors and print AUROC, AUPR, FPR@95 %TPR."""
+"""``robustood ood``: score ID and OOD inputs with detectors and print AUROC, AUPR, FPR@95 %TPR.
+
+One :func:`robustood.evaluate` call: detectors fitted once, one clean pass (ID scores), one
+pass per OOD set (``adv:…`` sets made in their attack pass); ``--save-scores`` and
+``--plots`` read the kept scores of that same run.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,23 @@ from typing import Any
 
 import click
 
-from ..data import load_dataset
-from ..detectors import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS, parse_detectors, resolve_ood_sets, run_ood
-from ..errors import RobustoodError
-from ..utils import select_device
-from . import main
+from ..names import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS
+from .app import main
 from .options import common_options, emit, load_model_option, progress_flag, with_logging
 
 
 def _detectors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
-    try:
-        return parse_detectors(value or DEFAULT_DETECTORS)
-    except RobustoodError as exc:
-        raise click.BadParameter(str(exc)) from None
+    names: list[str] = []
+    for item in value or DEFAULT_DETECTORS:
+        for part in str(item).split(","):
+            key = part.strip().lower()
+            if not key:
+                raise click.BadParameter(f"empty detector name in {item!r}; known: {', '.join(DETECTORS)}")
+            if key not in DETECTORS:
+                raise click.BadParameter(f"unknown detector {part.strip()!r}; known detectors: {', '.join(DETECTORS)}")
+            if key not in names:
+                names.append(key)
+    return names
 
 
 def _ood_specs(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -63,7 +72,7 @@ HEADLINE = {
 }
 
 EPILOG = f"""\b
-Detectors: {", ".join(sorted(DETECTORS))}
+Detectors: {", ".join(DETECTORS)}
 OOD sets: noise, gaussian, natural, heldout:K, a dataset name (svhn, cifar100 …), adv:ATTACK:EPS
 
 \b
@@ -136,24 +145,34 @@ def ood(
     split; thresholds for detection_accuracy keep 95 % of the validation split. The table
     shows the metrics; --format csv or json adds dataset, model and the sample counts.
     """
+    from ..data import load_dataset
+    from ..detectors import OODResult
+    from ..evaluate import evaluate, ood_result
+    from ..utils import select_device
+
     heldout = next((int(s.split(":", 1)[1]) for s in ood_specs if s.lower().startswith("heldout:")), 0)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed)
     dev = select_device(device)
     net, _, label = load_model_option(
         model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet)
     )
-    bundle = bundle.limited(limit)
-    sets = resolve_ood_sets(ood_specs, bundle, n=ood_size, seed=seed, root=data_dir, download=not no_download)
-    result = run_ood(
-        net,
+    keep = plots is not None or save_scores is not None
+    report = evaluate(
+        {label: net},
         bundle,
-        detectors,
-        sets,
+        detectors=detectors,
+        ood=ood_specs,
+        seed=seed,
         device=dev,
         batch_size=batch_size,
+        limit=limit,
+        ood_size=ood_size,
+        keep_scores=keep,
         progress=progress_flag(quiet),
-        keep_scores=plots is not None or save_scores is not None,
+        data_dir=data_dir,
+        download=not no_download,
     )
+    result = ood_result(report, label, keep_scores=keep, result_type=OODResult)
     rows: list[dict[str, Any]] = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
     if save_scores is not None:
         result.save_scores(save_scores)

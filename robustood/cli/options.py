@@ -6,16 +6,19 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import torch
-from torch import nn
 
-from ..data import DatasetBundle
 from ..errors import RobustoodError
 from ..report import FORMATS, render, write_rendered
 from ..utils import parse_eps_list
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..data import DatasetBundle
 
 F = Callable[..., Any]
 
@@ -140,18 +143,14 @@ def load_model_option(
     cache: Path | None,
     progress: bool | None,
 ) -> tuple[nn.Module, dict[str, Any], str]:
-    """Resolve ``--model`` (see :func:`robustood.evaluate.resolve_model`; ``None`` is ``plain``).
-
-    Returns the model, its metadata and the label its rows carry: the recipe as given, else
-    the architecture (or the file, for a TorchScript model).
-    """
-    from ..evaluate import resolve_model
-    from ..train import RECIPES
+    """Resolve ``--model`` with the one resolver (:func:`robustood.resolve.resolve_model`; ``None`` is
+    ``plain``); return the model, its metadata and the label its rows carry
+    (:func:`robustood.resolve.model_label`)."""
+    from ..resolve import model_label, resolve_model
 
     spec = (model or "plain").strip()
     net, meta = resolve_model(spec, bundle, seed=seed, device=device, cache=cache, progress=progress)
-    is_recipe = spec.split(":", 1)[0].lower() in (*RECIPES, "distill") and spec.lower() != "plain"
-    return net, meta, spec if is_recipe else str(meta.get("arch", spec))
+    return net, meta, model_label(spec, meta)
 
 
 def headline_rows(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> list[dict[str, Any]]:

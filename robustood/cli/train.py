@@ -6,12 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..data import load_dataset
 from ..errors import RobustoodError
-from ..models import ZOO, default_arch, save_checkpoint
-from ..train import TrainConfig, cached_model_path, pretrained
+from ..names import ZOO
 from ..utils import parse_eps
-from . import main
+from .app import main
 from .options import (
     cache_dir_option,
     dataset_options,
@@ -54,7 +52,7 @@ def _recipe(
     outlier_exposure: str | None,
 ) -> str:
     """The recipe string the options name (``plain`` when none)."""
-    from ..defenses import adversarial_recipe, noise_recipe, oe_recipe
+    from ..recipes import adversarial_recipe, noise_recipe, oe_recipe
 
     chosen = [
         flag
@@ -202,6 +200,12 @@ def train(
       robustood train --noise 8/255
       robustood train --outlier-exposure noise
     """
+    from ..data import load_dataset
+    from ..models import default_arch, save_checkpoint
+    from ..resolve import cached_model_path, pretrained
+    from ..train import TrainConfig
+    from ..utils import select_device
+
     recipe = _recipe(recipe, adversarial, eps, adv_weight, adv_share, adv_steps, noise, outlier_exposure)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     arch = (arch or default_arch(bundle.info)).lower()
@@ -215,7 +219,7 @@ def train(
         arch,
         recipe=recipe,
         seed=seed,
-        device=device,
+        device=select_device(device),
         cache=cache_dir,
         config=cfg,
         retrain=retrain,

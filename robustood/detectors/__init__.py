@@ -11,7 +11,8 @@ is imported when a detector is first built.
 Example:
     ```python
     from pytorch_ood.detector import EnergyBased
-    from robustood.detectors import make_detector, run_ood
+    from robustood.detectors import make_detector
+    from robustood.evaluate import run_ood
 
     result = run_ood(model, bundle, ["msp", make_detector("knn", k=20), EnergyBased(None)], ["noise"])
     result.rows[0]["auroc"]
@@ -41,14 +42,10 @@ from .registry import DETECTORS, DetectorSpec, parse_detectors, register_detecto
 from .run import (
     DEFAULT_DETECTORS,
     DEFAULT_OOD,
-    AdversarialInputs,
     OODResult,
     detector_labels,
     fit_detectors,
-    resolve_ood_sets,
-    run_ood,
     score_batch,
-    stream_scores,
 )
 from .scores import load_scores, save_scores
 
@@ -59,7 +56,6 @@ __all__ = [
     "KNN",
     "METRICS",
     "ODIN",
-    "AdversarialInputs",
     "BaseDetector",
     "DetectorSpec",
     "Energy",
@@ -84,11 +80,8 @@ __all__ = [
     "ood_metrics",
     "parse_detectors",
     "register_detector",
-    "resolve_ood_sets",
-    "run_ood",
     "save_scores",
     "score_batch",
-    "stream_scores",
 ]
 
 

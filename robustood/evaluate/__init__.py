@@ -1,0 +1,411 @@
+"""The one evaluation engine: models × input sets × (attack, eps) × metrics, each pass computed once.
+
+:func:`evaluate` is what every command calls (``attack``, ``ood``, ``defend``, ``compare``)
+and the entry point for library users. Per model it runs
+
+1. **one clean pass** over the ID test split: accuracy, the logits kept for every attack,
+   the scores of every detector (logit and feature detectors share that pass) and the
+   squeezing detector's false positives;
+2. **one pass per OOD set**: every detector scores it;
+3. **one attack pass per attack × eps**: the adversarial batches are made once and shared
+   by the attack metrics, the feature-squeezing detector and the ``adv:…`` OOD sets.
+
+The package is layered: :mod:`~robustood.evaluate.plan` (what to compute, validated
+before anything is trained), :mod:`~robustood.evaluate.loop` (the one batch loop),
+:mod:`~robustood.evaluate.passes` (passes feeding per-family accumulators) and
+:mod:`~robustood.evaluate.engine` (units, the result store). Each finished unit goes to a
+:class:`~robustood.store.ResultStore` when ``store=`` names a file, so a crash half-way
+keeps the finished rows and a rerun resumes from them. Everything is seeded: the same
+call with the same seed on CPU gives identical numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from ..data import DatasetBundle, load_dataset
+from ..errors import RobustoodError
+from ..report import Report, Row
+from ..store import ResultStore, provenance
+from ..utils import select_device
+from .engine import ATTACK_METRICS, CLEAN, OOD_METRICS, Context, ModelRun, fingerprint
+from .plan import AttackPass, Plan, make_plan
+
+__all__ = [
+    "ATTACK_METRICS",
+    "CLEAN",
+    "HEADLINE_METRICS",
+    "OOD_METRICS",
+    "evaluate",
+    "run_attack",
+    "run_ood",
+]
+
+HEADLINE_METRICS = (
+    "accuracy",
+    "robust_accuracy",
+    "auroc",
+    "fpr_at_95_tpr",
+    "detection_rate",
+)
+"""The metrics of the comparison matrix ``robustood compare`` prints (every metric stays in the rows)."""
+
+ModelLike = str | os.PathLike | nn.Module
+
+
+def _labelled(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike]) -> dict[str, ModelLike]:
+    if isinstance(models, Mapping):
+        out = {str(k): v for k, v in models.items()}
+    else:
+        if isinstance(models, (str, os.PathLike, nn.Module)):
+            models = [models]
+        out = {}
+        for i, m in enumerate(models):
+            label = f"model{i}" if isinstance(m, nn.Module) else str(m).strip()
+            if label in out:
+                raise RobustoodError(f"model {label!r} is given twice")
+            out[label] = m
+    if not out:
+        raise RobustoodError("no model given; use e.g. plain or adv:fgsm:2/255")
+    return out
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
+        return [value] if not isinstance(value, Mapping) else value  # type: ignore[return-value]
+    return list(value)
+
+
+def _bundle(dataset: str | DatasetBundle, ood: Any, *, data_dir, download: bool, seed: int) -> DatasetBundle:
+    if isinstance(dataset, DatasetBundle):
+        return dataset
+    names = list(ood) if not isinstance(ood, Mapping) else []
+    heldout = {int(o.split(":", 1)[1]) for o in names if o.lower().startswith("heldout:") and o[8:].isdigit()}
+    if len(heldout) > 1:
+        raise RobustoodError(f"one heldout:K per evaluation (models are trained without those K classes): {heldout}")
+    return load_dataset(dataset, root=data_dir, download=download, heldout=heldout.pop() if heldout else 0, seed=seed)
+
+
+def evaluate(
+    models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike],
+    dataset: str | DatasetBundle = "digits",
+    *,
+    attacks: Sequence[Any] = (),
+    detectors: Sequence[Any] = (),
+    ood: Sequence[str] | Mapping[str, Dataset] = (),
+    defenses: Sequence[Any] = (),
+    arch: str | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+    ood_size: int | None = None,
+    keep: int | bool = 0,
+    keep_scores: bool = False,
+    precision: str = "fp32",
+    progress: bool | None = None,
+    store: str | os.PathLike | ResultStore | None = None,
+    cache: str | os.PathLike | None = None,
+    config: Any = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+) -> Report:
+    """Evaluate models for robustness and OOD detection on one dataset, each pass computed once.
+
+    Args:
+        models: one model or several: training recipes trained once and cached (``plain``,
+            ``adv:fgsm:2/255``, ``adv:fgsm:2/255:epochs=15``, ``noise:8/255``, ``oe:noise``,
+            ``distill:20``), zoo names (``resnet20``), checkpoint / TorchScript paths, or
+            ``nn.Module`` s; a mapping ``{label: model}`` names them in the report.
+        dataset: a dataset name (``digits``, ``cifar10`` …, ``imagefolder:PATH``) or a loaded
+            :class:`~robustood.data.DatasetBundle`; its test split is evaluated.
+        attacks: attack specs ``NAME:EPS[:NORM][:key=value]`` (``fgsm:2/255``, ``pgd:8/255``,
+            ``pgd:0.5:l2``, ``ddn:1``) or attack objects (:func:`robustood.attacks.build_attack`,
+            a wrapped ART attack); eps in [0, 1] pixel units, used exactly as given.
+        detectors: OOD detector names (``msp``, ``maxlogit``, ``energy``, ``odin``,
+            ``mahalanobis``, ``vim``, ``knn``, ``reconstruction`` …) or detector objects.
+        ood: OOD sets (``noise``, ``gaussian``, ``natural``, ``heldout:K``, a dataset name,
+            ``adv:ATTACK`` — adversarial test images, made in the matching attack pass), or a
+            mapping ``{name: dataset}``.
+        defenses: ``"squeeze"`` or a :class:`~robustood.defenses.FeatureSqueezingDetector`:
+            its detection rate under every attack and its false-positive rate on clean data
+            (distillation is a model: ``distill:T``).
+        arch: zoo architecture of recipe-named models (default: the dataset's default).
+        seed: seeds the data split, training, OOD sets and attacks.
+        device: where every pass runs (``None`` or ``"auto"``: CUDA, then MPS, then CPU).
+        limit: evaluate at most this many test images; ``ood_size``: images per OOD set
+            (default: ``limit``, else as many as the test split).
+        keep: keep this many inputs (``True``: all) of each measured attack pass (clean and adversarial
+            images, predictions) in :attr:`Report.attacks`; ``keep_scores``: keep every
+            input's detector scores in :attr:`Report.scores`. Either recomputes stored units.
+        precision: ``fp32``, or ``bf16`` (CUDA autocast and channels-last) for every pass.
+        store: a JSON-lines file (or :class:`~robustood.store.ResultStore`) of finished units;
+            a rerun with the same arguments resumes from it instead of recomputing.
+        cache: the model cache directory; config: training settings of models to train.
+
+    Returns:
+        A :class:`~robustood.report.Report`: tidy rows ``(model, input_set, attack, eps,
+        metric, value, detector)``, provenance in ``meta``, and the kept per-sample outputs.
+
+    Raises:
+        RobustoodError: bad specs (listing the valid ones), models that do not fit the
+            dataset, missing data; all raised before any model is trained where possible.
+
+    Example:
+        >>> report = evaluate(["plain", "adv:fgsm:8/255"], "digits", attacks=["fgsm:8/255"],
+        ...                   detectors=["maxlogit"], ood=["noise"])  # doctest: +SKIP
+        >>> print(report.table())  # doctest: +SKIP
+    """
+    from ..attacks.metrics import precision_context
+    from ..resolve import check_model_spec, resolve_model
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RobustoodError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = select_device(device)
+    labelled = _labelled(models)
+    ood = _listed(ood)
+    attacks, detectors, defenses = _listed(attacks), _listed(detectors), _listed(defenses)
+    bundle = _bundle(dataset, ood, data_dir=data_dir, download=download, seed=seed).limited(limit)
+    plan = make_plan(
+        bundle,
+        attacks=attacks,
+        detectors=detectors,
+        ood=ood,
+        defenses=defenses,
+        seed=seed,
+        ood_size=ood_size if ood_size is not None else limit,
+        root=data_dir,
+        download=download,
+    )
+    for spec in labelled.values():
+        check_model_spec(spec, bundle)
+    keep = len(bundle.test) if keep is True else int(keep)  # type: ignore[arg-type]
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
+    config_record = {
+        "models": list(labelled),
+        "dataset": bundle.info.key,
+        "arch": arch,
+        "attacks": [p.key for p in plan.measured],
+        "detectors": [str(d) for d in plan.detectors],
+        "ood": list(ood),
+        "defenses": [repr(plan.squeeze)] if plan.squeeze is not None else [],
+        "limit": limit,
+        "batch_size": batch_size,
+        "train_config": asdict(config) if config is not None else None,
+    }
+    ctx = Context(
+        device=dev,
+        batch_size=batch_size,
+        progress=progress,
+        store=store,
+        prefix=fingerprint(bundle.info.key, arch, seed, limit, config_record["train_config"]),
+        keep=keep,
+        keep_scores=keep_scores,
+        ood_size=ood_size,
+        precision=precision,
+    )
+    report = Report([], {})
+    model_meta: dict[str, Any] = {}
+    thresholds: dict[str, dict[str, float]] = {}
+    for label, spec in labelled.items():
+        model, meta = resolve_model(
+            spec, bundle, arch=arch, seed=seed, device=dev, cache=cache, config=config, progress=progress
+        )
+        model.eval()
+        model_meta[label] = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, type(None)))}
+        run = ModelRun(label, model, bundle, plan, ctx)
+        with precision_context(precision, dev, model):
+            report.rows += run.run()
+        if run.attack_results:
+            report.attacks[label] = run.attack_results
+        if run.scores:
+            report.scores[label] = run.scores
+        if run.thresholds:
+            thresholds[label] = run.thresholds
+    report.meta = provenance(config_record, seed, str(dev))
+    report.meta["models"] = model_meta
+    if thresholds:
+        report.meta["thresholds"] = thresholds
+    return report
+
+
+# --------------------------------------------------------------------------- one family at a time
+
+
+def _one_model(model: nn.Module, data: Any) -> tuple[DatasetBundle, Dataset]:
+    """``data`` (a bundle, a labelled dataset or ``(x, y)`` tensors) as a bundle for the engine."""
+    if isinstance(data, DatasetBundle):
+        return data, data.test
+    if isinstance(data, tuple):
+        data = TensorDataset(*data)
+    from ..data import DatasetInfo
+
+    x0, _ = data[0]
+    with torch.no_grad():
+        k = int(model(torch.as_tensor(x0)[None].to(_device_of(model))).shape[1])
+    info = DatasetInfo("tensors", tuple(torch.as_tensor(x0).shape), tuple(str(i) for i in range(k)), (0.0,), (1.0,))
+    return DatasetBundle(info, data, data, data), data
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def run_attack(
+    model: nn.Module,
+    dataset: DatasetBundle | Dataset | tuple[torch.Tensor, torch.Tensor],
+    attack: Any,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    progress: bool | None = None,
+    keep: int | bool = 0,
+    precision: str = "fp32",
+    class_names: Sequence[str] | None = None,
+) -> Any:
+    """Attack the test split of ``dataset`` (or the given dataset / ``(x, y)`` tensors) and measure it.
+
+    The engine's clean and attack passes for one model and one attack: returns the
+    attack's :class:`~robustood.attacks.AttackResult`. ``keep`` keeps that many inputs
+    (``True``: all) as :class:`~robustood.attacks.AttackSamples` on the result.
+    """
+    from ..attacks.metrics import precision_context
+
+    dev = torch.device(device)
+    if isinstance(dataset, DatasetBundle):
+        data, names = dataset.test, list(class_names or dataset.info.class_names)
+    else:
+        data = TensorDataset(*dataset) if isinstance(dataset, tuple) else dataset
+        names = list(class_names) if class_names is not None else None
+    if hasattr(attack, "with_class_names") and names is not None:
+        attack = attack.with_class_names(names)
+    n_keep = (len(data) if keep is True else int(keep)) if keep else 0  # type: ignore[arg-type]
+    from .passes import attack_pass, clean_pass
+
+    kw = dict(device=dev, batch_size=batch_size, progress=progress, class_names=names)
+    was_training = model.training
+    model.eval()
+    try:
+        with precision_context(precision, dev, model):
+            clean = clean_pass(model, data, desc="clean", **kw)
+            out = attack_pass(
+                model,
+                data,
+                AttackPass(attack, measured=True),
+                clean_logits=clean.logits,
+                keep=n_keep,
+                precision=precision,
+                desc=attack.label,
+                **kw,
+            )
+    finally:
+        model.train(was_training)
+    return out.result
+
+
+def run_ood(
+    model: nn.Module,
+    bundle: DatasetBundle,
+    detectors: Sequence[Any] = ("msp", "maxlogit", "energy"),
+    ood_sets: Mapping[str, Dataset] | Sequence[str] = ("noise", "natural"),
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    progress: bool | None = None,
+    keep_scores: bool = False,
+    calibrate: bool = True,
+) -> Any:
+    """Fit, score and measure one model's detectors: ``bundle.test`` (ID) against each OOD set.
+
+    ``calibrate=False`` skips the validation pass that sets each detector's threshold
+    (``detection_accuracy`` is then NaN). The engine's clean and OOD passes for one model; returns an
+    :class:`~robustood.detectors.OODResult` (rows ``detector, ood_set, auroc, aupr_in,
+    aupr_out, fpr_at_95_tpr, detection_accuracy, id_accuracy, n_id, n_ood``).
+    """
+    from ..detectors import OODResult
+
+    detectors = list(detectors)
+    if not detectors:
+        raise RobustoodError("no detector given; use e.g. msp, maxlogit, energy")
+    if not len(ood_sets):
+        raise RobustoodError("no OOD set given; use e.g. noise, natural or heldout:K")
+    if len(bundle.test) == 0:  # type: ignore[arg-type]
+        raise RobustoodError("the ID test split has zero samples")
+    if not calibrate:
+        bundle = replace(bundle, val=Subset(bundle.val, []))
+    report = evaluate(
+        {"model": model},
+        bundle,
+        detectors=detectors,
+        ood=ood_sets,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        keep_scores=keep_scores,
+    )
+    return ood_result(report, "model", keep_scores=keep_scores, result_type=OODResult)
+
+
+def ood_rows(report: Report, model: str) -> list[dict[str, Any]]:
+    """One row per OOD set × detector of ``model``: the OOD metrics, ``id_accuracy``, ``n_id``, ``n_ood``."""
+    rows: list[Row] = [r for r in report.rows if r.model == model]
+    n_id = next(r.value for r in rows if r.input_set == CLEAN and r.metric == "n" and not r.attack)
+    accuracy = next(r.value for r in rows if r.input_set == CLEAN and r.metric == "accuracy" and not r.attack)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    n_ood: dict[str, float] = {}
+    for r in rows:
+        if r.input_set == CLEAN or r.attack:
+            continue
+        if r.metric == "n":
+            n_ood[r.input_set] = r.value
+        elif r.detector and r.metric in OOD_METRICS:
+            out.setdefault((r.input_set, r.detector), {"detector": r.detector, "ood_set": r.input_set})[r.metric] = (
+                r.value
+            )
+    for (set_name, _), row in out.items():
+        row.update(id_accuracy=accuracy, n_id=int(n_id), n_ood=int(n_ood[set_name]))
+    order = {name: i for i, name in enumerate(report.meta.get("config", {}).get("ood", []))}
+    return sorted(out.values(), key=lambda row: order.get(row["ood_set"], len(order)))
+
+
+def ood_result(report: Report, model: str, *, keep_scores: bool, result_type: Any) -> Any:
+    """``model``'s OOD rows as the detectors' result type (rows, ID accuracy, thresholds, kept scores)."""
+    rows = ood_rows(report, model)
+    accuracy = next(r.value for r in report.rows if r.model == model and r.metric == "accuracy" and not r.attack)
+    scores = None
+    if keep_scores:
+        kept = report.scores.get(model, {})
+        order = ["id", *report.meta.get("config", {}).get("ood", [])]
+        scores = {name: kept[name] for name in order if name in kept}
+    thresholds = report.meta.get("thresholds", {}).get(model, {})
+    return result_type(rows, accuracy, dict(thresholds), scores)
+
+
+__all__ += ["AttackPass", "Plan", "ood_rows"]
+
+
+class _CallableModule(types.ModuleType):
+    """``robustood.evaluate`` is both this package and the function :func:`evaluate`: whichever
+    the attribute holds (the import system rebinds it to the package), calling it evaluates."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,237 @@
+"""Per-model evaluation: the units (clean, one per OOD set, one per attack pass), each computed
+once, stored as tidy rows, and resumed from a :class:`~robustood.store.ResultStore`."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DatasetBundle
+from ..report import Row
+from ..store import ResultStore
+from .passes import CleanOutputs, attack_pass, clean_pass, score_pass
+from .plan import AttackPass, Plan
+
+__all__ = ["ATTACK_METRICS", "CLEAN", "OOD_METRICS", "Context", "ModelRun", "fingerprint"]
+
+CLEAN = "test"
+"""The input set name of the clean ID test split in report rows."""
+
+ATTACK_METRICS = (
+    "robust_accuracy",
+    "success_rate",
+    "confidence_drop",
+    "mean_iterations",
+    "linf_mean",
+    "linf_max",
+    "l2_mean",
+    "l2_max",
+    "seconds",
+    "images_per_second",
+)
+OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "detection_accuracy")
+SQUEEZE = "squeeze"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of ``parts`` (their ``str``), naming a configuration in store keys."""
+    text = json.dumps([str(p) for p in parts], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Context:
+    """How every pass of one evaluation runs (decided once, in :func:`~robustood.evaluate`)."""
+
+    device: torch.device
+    batch_size: int
+    progress: bool | None
+    store: ResultStore
+    prefix: str
+    keep: int = 0
+    keep_scores: bool = False
+    ood_size: int | None = None
+    precision: str = "fp32"
+
+    @property
+    def artifacts(self) -> bool:
+        """Whether per-sample outputs are asked for (then stored units are recomputed to produce them)."""
+        return self.keep > 0 or self.keep_scores
+
+
+class ModelRun:
+    """Every unit of one model; a unit's passes run only when the store does not hold it."""
+
+    def __init__(self, label: str, model: nn.Module, bundle: DatasetBundle, plan: Plan, ctx: Context) -> None:
+        self.label, self.model, self.bundle, self.plan, self.ctx = label, model, bundle, plan, ctx
+        self._clean: CleanOutputs | None = None
+        self._detectors: list[Any] | None = None
+        self._labels: list[str] = []
+        self.thresholds: dict[str, float] = {}
+        self._squeezer: Any = None
+        #: kept outputs of this run: attack results by pass key, per-sample scores by set
+        self.attack_results: dict[str, Any] = {}
+        self.scores: dict[str, dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ shared state, built on first use
+    def _kw(self, desc: str) -> dict[str, Any]:
+        return {
+            "device": self.ctx.device,
+            "batch_size": self.ctx.batch_size,
+            "progress": self.ctx.progress,
+            "desc": f"{self.label}: {desc}",
+        }
+
+    def detectors(self) -> list[Any]:
+        """The plan's detectors, fitted on this model (a user's fitted detector is used as it is)."""
+        if self._detectors is None:
+            from ..detectors import detector_labels, fit_detectors
+
+            dets = [d if getattr(d, "is_fitted", False) else copy.deepcopy(d) for d in self.plan.detectors]
+            fit_detectors(
+                dets,
+                self.model,
+                self.bundle.train,
+                device=self.ctx.device,
+                batch_size=self.ctx.batch_size,
+                progress=self.ctx.progress,
+            )
+            self._detectors, self._labels = dets, detector_labels(dets)
+        return self._detectors
+
+    def squeezer(self) -> Any:
+        """The plan's squeezing detector, calibrated on this model and the validation split."""
+        if self._squeezer is None and self.plan.squeeze is not None:
+            self._squeezer = copy.deepcopy(self.plan.squeeze).fit(
+                self.model, self.bundle.val, self.ctx.device, batch_size=self.ctx.batch_size, progress=self.ctx.progress
+            )
+        return self._squeezer
+
+    def clean(self) -> CleanOutputs:
+        """The clean pass over the test split (and, with detectors, the validation pass for thresholds)."""
+        if self._clean is None:
+            from ..detectors import calibrate_threshold
+
+            dets = self.detectors() if self.plan.detectors else []
+            self._clean = clean_pass(
+                self.model,
+                self.bundle.test,
+                detectors=dets,
+                labels=self._labels,
+                squeezer=self.squeezer(),
+                class_names=self.bundle.info.class_names,
+                **self._kw("clean"),
+            )
+            if dets and len(self.bundle.val) > 0:  # type: ignore[arg-type]
+                val = score_pass(self.model, self.bundle.val, detectors=dets, labels=self._labels, **self._kw("val"))
+                self.thresholds = {lab: calibrate_threshold(s) for lab, s in val.items()}
+            if self.ctx.keep_scores and dets:
+                self.scores["id"] = {lab: s.double().numpy() for lab, s in self._clean.scores.items()}
+        return self._clean
+
+    # ------------------------------------------------------------------ rows and the store
+    def _unit(self, name: str) -> str:
+        return f"{self.ctx.prefix}|{self.label}|{name}"
+
+    def _stored(self, unit: str) -> list[Row] | None:
+        return None if self.ctx.artifacts else self.ctx.store.get(self._unit(unit))
+
+    def _row(self, input_set: str, metric: str, value: float, attack: str = "", eps=None, detector: str = "") -> Row:
+        return Row(self.label, input_set, attack, eps, metric, float(value), detector)
+
+    def _ood_rows(self, set_name: str, scores: dict[str, torch.Tensor]) -> list[Row]:
+        from ..detectors import ood_metrics
+
+        c = self.clean()
+        rows = []
+        for lab, s_ood in scores.items():
+            m = ood_metrics(c.scores[lab], s_ood, threshold=self.thresholds.get(lab))
+            rows += [self._row(set_name, k, m[k], detector=lab) for k in OOD_METRICS if k in m]
+        n = len(next(iter(scores.values()))) if scores else 0
+        rows.append(self._row(set_name, "n", n))
+        if self.ctx.keep_scores:
+            self.scores[set_name] = {lab: s.double().numpy() for lab, s in scores.items()}
+        return rows
+
+    # ------------------------------------------------------------------ the units
+    def clean_unit(self) -> list[Row]:
+        unit = "clean"
+        if (rows := self._stored(unit)) is not None:
+            return rows
+        c = self.clean()
+        rows = [self._row(CLEAN, "accuracy", c.accuracy), self._row(CLEAN, "n", c.n)]
+        if c.squeeze is not None:
+            rows += [self._row(CLEAN, k, v, detector=SQUEEZE) for k, v in c.squeeze.clean_metrics().items()]
+        return self.ctx.store.put(self._unit(unit), rows)
+
+    def ood_units(self) -> list[Row]:
+        rows: list[Row] = []
+        for set_name, ds in self.plan.ood.items():
+            unit = f"ood:{set_name}:{fingerprint(*self.plan.detectors)}"
+            if (done := self._stored(unit)) is not None:
+                rows += done
+                continue
+            self.clean()
+            scores = score_pass(
+                self.model,
+                ds,
+                detectors=self.detectors(),
+                labels=self._labels,
+                shape=self.bundle.info.input_shape,
+                **self._kw(set_name),
+            )
+            rows += self.ctx.store.put(self._unit(unit), self._ood_rows(set_name, scores))
+        return rows
+
+    def attack_units(self) -> list[Row]:
+        rows: list[Row] = []
+        for p in self.plan.passes:
+            squeeze = self.plan.squeeze is not None and p.measured
+            dets = tuple(self.plan.detectors) if p.adv_sets else ()
+            unit = f"attack:{p.attack!r}:{fingerprint(p.measured, list(p.adv_sets), *dets, self.plan.squeeze or '')}"
+            if (done := self._stored(unit)) is not None:
+                rows += done
+                continue
+            rows += self.ctx.store.put(self._unit(unit), self._attack(p, squeeze))
+        return rows
+
+    def _attack(self, p: AttackPass, squeeze: bool) -> list[Row]:
+        c = self.clean()
+        dets = self.detectors() if p.adv_sets else []
+        out = attack_pass(
+            self.model,
+            self.bundle.test,
+            p,
+            clean_logits=c.logits,
+            detectors=dets,
+            labels=self._labels if dets else (),
+            squeezer=self.squeezer() if squeeze else None,
+            keep=self.ctx.keep if p.measured else 0,
+            class_names=self.bundle.info.class_names,
+            precision=self.ctx.precision,
+            **self._kw(p.key),
+        )
+        result, attack, eps = out.result, out.result.attack, float(p.attack.eps)
+        rows: list[Row] = []
+        if p.measured:
+            self.attack_results[p.key] = result
+            rows += [self._row(CLEAN, m, getattr(result, m), attack, eps) for m in ATTACK_METRICS]
+        if out.squeeze is not None:
+            rows += [self._row(CLEAN, k, v, attack, eps, SQUEEZE) for k, v in out.squeeze.attack_metrics().items()]
+        for set_name in p.adv_sets:
+            scores = out.scores
+            if self.ctx.ood_size is not None:
+                scores = {lab: s[: self.ctx.ood_size] for lab, s in scores.items()}
+            rows += self._ood_rows(set_name, scores)
+        return rows
+
+    def run(self) -> list[Row]:
+        """Every unit, in report order: clean, OOD sets, attack passes."""
+        return [*self.clean_unit(), *self.ood_units(), *self.attack_units()]

@@ -1,0 +1,80 @@
+"""The one batch loop of the engine: batching, device moves, shape conversion and progress.
+
+Every pass (clean, OOD, attack, validation) iterates a dataset through :func:`batches`;
+what a pass does with each batch lives in the per-family accumulators
+(:class:`~robustood.attacks.AttackMetrics`, :class:`ScoreSink`, the squeezing tally).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..data import conform_images
+from ..errors import RobustoodError
+from ..inference import iter_batches
+
+__all__ = ["Batch", "batches", "synchronize"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch on the evaluation device: images ``B×C×H×W`` float32 in [0, 1], labels ``[B]``
+    (long; ``-1`` for OOD inputs) and the dataset index of its first input."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    start: int
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+def batches(
+    data: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    shape: tuple[int, ...] | None = None,
+    desc: str = "",
+    progress: bool | None = None,
+) -> Iterator[Batch]:
+    """Yield the batches of ``data`` in order, on ``device``.
+
+    ``shape`` (``(C, H, W)``) converts images of another shape (OOD sets) with
+    :func:`~robustood.data.conform_images`. ``progress``: ``None`` shows a bar on a
+    terminal only, ``False`` never, ``True`` always.
+    """
+    if batch_size < 1:
+        raise RobustoodError(f"batch_size must be a positive number of images, got {batch_size}")
+    total = math.ceil(len(data) / batch_size)  # type: ignore[arg-type]
+    bar = tqdm(
+        iter_batches(data, batch_size),
+        desc=desc,
+        total=total,
+        unit="batch",
+        leave=False,
+        disable=None if progress is None else not progress,
+    )
+    start = 0
+    for x, y in bar:
+        if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+            x = conform_images(x, shape)
+        x = x.to(device, non_blocking=True).float()
+        y = torch.as_tensor(y).to(device, non_blocking=True).long()
+        yield Batch(x, y, start)
+        start += len(y)
+    bar.close()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work (so wall times measure it); a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

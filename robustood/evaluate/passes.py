@@ -1,0 +1,243 @@
+"""The passes: one clean pass per input set and one attack pass per attack × eps, each a single
+walk of :func:`~robustood.evaluate.loop.batches` feeding the accumulators that need it.
+
+A pass never trains, never reseeds a global generator and never guesses a device: the
+model and every batch are on ``device``; random draws come from the generator handed in.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..errors import IncompatibleModelError, RobustoodError
+from .loop import batches, synchronize
+from .plan import AttackPass
+
+__all__ = ["AttackOutputs", "CleanOutputs", "SqueezeTally", "attack_pass", "clean_pass", "score_pass"]
+
+
+class SqueezeTally:
+    """Streaming counts of the feature-squeezing detector on one input set (clean or adversarial).
+
+    Per batch it needs the labels, the clean predictions and the logits of the inputs the
+    detector sees (clean or adversarial): one extra forward pass per squeezer.
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.n = self.flagged = self.squeezed_correct = self.successful = self.flagged_successful = 0
+
+    def update(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, pred_clean) -> None:
+        scores, squeezed_pred = self.detector.squeeze_outputs(model, x, logits)
+        flags = scores > self.detector.threshold_
+        success = (pred_clean == y) & (logits.argmax(1) != y)
+        self.n += int(y.numel())
+        self.flagged += int(flags.sum())
+        self.squeezed_correct += int((squeezed_pred == y).sum())
+        self.successful += int(success.sum())
+        self.flagged_successful += int((flags & success).sum())
+
+    def clean_metrics(self) -> dict[str, float]:
+        """``false_positive_rate`` (clean inputs flagged), ``squeezed_clean_accuracy``, ``threshold``."""
+        return {
+            "false_positive_rate": _ratio(self.flagged, self.n),
+            "squeezed_clean_accuracy": _ratio(self.squeezed_correct, self.n),
+            "threshold": float(self.detector.threshold_),
+        }
+
+    def attack_metrics(self) -> dict[str, float]:
+        """``detection_rate`` (adversarial inputs flagged), ``detection_rate_successful`` (flagged among
+        those that turned a correct prediction wrong) and ``squeezed_robust_accuracy``."""
+        return {
+            "detection_rate": _ratio(self.flagged, self.n),
+            "detection_rate_successful": _ratio(self.flagged_successful, self.successful),
+            "squeezed_robust_accuracy": _ratio(self.squeezed_correct, self.n),
+        }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
+
+
+class ScoreSink:
+    """Per-detector scores of one input set, collected batch by batch on the CPU (float32)."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+        self._parts: list[list[torch.Tensor]] = [[] for _ in self.labels]
+
+    def update(self, scores: Sequence[torch.Tensor]) -> None:
+        for part, s in zip(self._parts, scores, strict=True):
+            part.append(s.detach().float().cpu())
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {lab: torch.cat(p) if p else torch.empty(0) for lab, p in zip(self.labels, self._parts, strict=True)}
+
+
+def _check_outputs(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[str] | None) -> None:
+    k = int(logits.shape[1])
+    if class_names is not None and k != len(class_names):
+        raise IncompatibleModelError(
+            f"the model outputs {k} classes but the dataset has {len(class_names)} ({', '.join(class_names)})"
+        )
+    if len(y) and int(y.min()) < 0:
+        raise RobustoodError(f"labels must be class indices 0..{k - 1}, got {int(y.min())}")
+    if len(y) and int(y.max()) >= k:
+        raise IncompatibleModelError(
+            f"the model outputs {k} classes but the labels go up to {int(y.max())}; "
+            "use a model trained on this dataset's classes"
+        )
+
+
+@dataclass
+class CleanOutputs:
+    """What the clean pass over the ID test split leaves: logits ``N×K`` (CPU float32) for the
+    attack passes, the number of inputs and of correct predictions, every detector's scores,
+    and the squeezing counts."""
+
+    logits: torch.Tensor
+    n: int
+    correct: int
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    squeeze: SqueezeTally | None = None
+
+    @property
+    def accuracy(self) -> float:
+        return _ratio(self.correct, self.n)
+
+
+def _score(model, x, detectors, logits=None):
+    from ..detectors import score_batch
+
+    return score_batch(model, x, detectors, logits=logits)
+
+
+def clean_pass(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+    detectors: Sequence[Any] = (),
+    labels: Sequence[str] = (),
+    squeezer: Any | None = None,
+    class_names: Sequence[str] | None = None,
+) -> CleanOutputs:
+    """One forward pass over labelled ID data: logits, accuracy, detector scores, squeezing counts."""
+    sink = ScoreSink(labels)
+    tally = SqueezeTally(squeezer) if squeezer is not None else None
+    kept: list[torch.Tensor] = []
+    n = correct = 0
+    with torch.no_grad():
+        for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
+            if detectors:
+                scores, logits = _score(model, b.x, detectors)
+                sink.update(scores)
+            else:
+                logits = model(b.x)
+            logits = logits.float()
+            _check_outputs(logits, b.y, class_names)
+            pred = logits.argmax(1)
+            if tally is not None:
+                tally.update(model, b.x, b.y, logits, pred)
+            kept.append(logits.cpu())
+            n += len(b)
+            correct += int((pred == b.y).sum())
+    logits_all = torch.cat(kept) if kept else torch.empty(0)
+    return CleanOutputs(logits_all, n, correct, sink.result() if detectors else {}, tally)
+
+
+def score_pass(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+    detectors: Sequence[Any],
+    labels: Sequence[str],
+    shape: tuple[int, ...] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every detector's scores (CPU float32) over an input set whose labels are not needed."""
+    sink = ScoreSink(labels)
+    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
+        scores, _ = _score(model, b.x, detectors)
+        sink.update(scores)
+    return sink.result()
+
+
+@dataclass
+class AttackOutputs:
+    """What one attack pass leaves: the attack's measurements, the detectors' scores of the
+    adversarial inputs (when ``adv:`` OOD sets need them) and the squeezing counts."""
+
+    result: Any
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    squeeze: SqueezeTally | None = None
+
+
+def attack_pass(
+    model: nn.Module,
+    data: Dataset,
+    plan: AttackPass,
+    *,
+    clean_logits: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+    detectors: Sequence[Any] = (),
+    labels: Sequence[str] = (),
+    squeezer: Any | None = None,
+    keep: int = 0,
+    class_names: Sequence[str] | None = None,
+    precision: str = "fp32",
+) -> AttackOutputs:
+    """Attack every batch once; feed the attack metrics, the detectors and the squeezing tally.
+
+    Random draws (random starts, random targets) come from one generator seeded with the
+    attack's ``seed`` for the whole pass, so a pass repeats exactly.
+    """
+    from ..attacks import AttackMetrics
+
+    attack = plan.attack
+    metrics = AttackMetrics(attack, keep=keep, class_names=class_names)
+    sink = ScoreSink(labels)
+    tally = SqueezeTally(squeezer) if squeezer is not None else None
+    seed = getattr(attack, "seed", None)
+    generator = torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
+    if len(clean_logits) != len(data):  # type: ignore[arg-type]
+        raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(data)} inputs")  # type: ignore[arg-type]
+    synchronize(device)
+    t0 = time.perf_counter()
+    for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
+        logits = clean_logits[b.start : b.start + len(b)].to(device, non_blocking=True)
+        out = (
+            attack.generate(model, b.x, b.y, generator=generator)
+            if generator is not None
+            else attack.generate(model, b.x, b.y)
+        )
+        with torch.no_grad():
+            if detectors:
+                scores, logits_adv = _score(model, out.x_adv, detectors)
+                sink.update(scores)
+            else:
+                logits_adv = model(out.x_adv)
+            logits_adv = logits_adv.float()
+            metrics.update(b.x, b.y, logits, out, logits_adv)
+            if tally is not None:
+                tally.update(model, out.x_adv, b.y, logits_adv, logits.argmax(1))
+    synchronize(device)
+    result = metrics.result(time.perf_counter() - t0, precision=precision)
+    return AttackOutputs(result, sink.result() if detectors else {}, tally)
