@@ -31,8 +31,9 @@ from torch.utils.data import TensorDataset
 from robustood.data import DatasetBundle, DatasetInfo
 from robustood.inference import iter_batches
 from robustood.models import ZOO, build_model
+from robustood.recipes import objective_for
 from robustood.report import render
-from robustood.train import TrainConfig, cross_entropy, fit, objective_for
+from robustood.train import TrainConfig, cross_entropy, fit
 from robustood.utils import parse_eps, select_device
 
 from _timing import median_seconds

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from robustood.data import load_dataset
 from robustood.models import save_checkpoint
-from robustood.train import TrainConfig, pretrained
+from robustood.resolve import pretrained
+from robustood.train import TrainConfig
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import torch
 
 from robustood.cli import main
 from robustood.models import save_checkpoint
-from robustood.train import cached_model_path
+from robustood.resolve import cached_model_path
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -23,12 +23,12 @@ from robustood.attacks import (
     AttackOutput,
     build_attack,
     parse_attack_spec,
-    run_attack,
 )
 from robustood.attacks.base import attack_mode
 from robustood.attacks.gradient import pgd, random_start
 from robustood.attacks.metrics import precision_context
 from robustood.errors import IncompatibleModelError, RobustoodError
+from robustood.evaluate import run_attack
 
 NORMS = ("inf", "2")
 TARGETS = (None, 3, "random", "least-likely")

@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
+from robustood.attacks import build_attack
 from robustood.cli import main
+from robustood.cli.defend import distillation_rows, squeezing_rows
 from robustood.defenses import (
     BitDepth,
     FeatureSqueezingDetector,
@@ -18,14 +20,12 @@ from robustood.defenses import (
     Resample,
     TemperatureScaled,
     distil,
-    distillation_rows,
     softmax_sharpness,
-    squeezing_rows,
     temperature_cross_entropy,
 )
 from robustood.detectors import DETECTORS, BaseDetector, make_detector
 from robustood.errors import NotFittedError, RobustoodError
-from robustood.inference import iter_batches
+from robustood.evaluate import evaluate
 from robustood.train import TrainConfig
 
 # ----------------------------------------------------------------------------- squeezers
@@ -176,21 +176,24 @@ def test_squeeze_outputs_reuse_the_logits_one_pass_per_squeezer(kwargs, digits, 
     assert torch.equal(squeezed, det.classify(x))
 
 
-def test_squeezing_rows_make_one_pass_per_squeezer_and_one_plain_pass(digits, digits_model, monkeypatch):
-    import robustood.defenses.squeeze as squeeze
-
-    def shifted(model, dataset, name, eps, *, device, batch_size, **_):  # a stand-in attack: no model passes
-        for x, y in iter_batches(dataset, batch_size):
-            yield x, y, (x + eps).clamp(0, 1)
-
-    monkeypatch.setattr(squeeze, "adversarial_batches", shifted)
+def test_the_engine_makes_one_pass_per_squeezer_beside_the_plain_ones(digits, digits_model):
+    """Per clean batch: 1 plain pass + 1 per squeezer; per attacked batch: FGSM's gradient pass,
+    1 plain pass on the adversarial batch + 1 per squeezer (the clean logits are reused)."""
     counting = _Counting(digits_model).eval()
-    det = FeatureSqueezingDetector().fit(counting, digits.val)
-    counting.calls = 0
-    (row,) = squeezing_rows(det, Subset(digits.test, range(100)), [("shift", 8 / 255)], batch_size=50)
-    # 2 clean batches × (1 plain + 2 squeezers); 2 shifted batches × (2 plain: clean, shifted + 2 squeezers)
-    assert counting.calls == 2 * 3 + 2 * 4
-    assert 0 <= row["detection_rate"] <= 1 and row["threshold"] == det.threshold_
+    small = digits.limited(100)
+    report = evaluate(
+        {"m": counting},
+        small,
+        attacks=[build_attack("fgsm", eps=8 / 255)],
+        defenses=[FeatureSqueezingDetector()],
+        device="cpu",
+        batch_size=50,
+        progress=False,
+    )
+    val_batches = -(-len(digits.val) // 50)
+    check = 1  # the model is checked against the dataset with one dummy batch
+    assert counting.calls == check + val_batches * 3 + 2 * 3 + 2 * 4
+    assert 0 <= report.value("m", "detection_rate", detector="squeeze") <= 1
 
 
 def test_scores_are_l1_softmax_distances(digits, digits_model, digits_tensors):
@@ -215,7 +218,10 @@ def test_detector_flags_fgsm_with_calibrated_false_positive_rate(digits, digits_
     rate stays within a few points of it, and most FGSM examples at a generous eps are flagged."""
     det = FeatureSqueezingDetector(bit_depth=2, median_window=None, fpr=0.05).fit(digits_model, digits.val)
     assert det.fpr_ <= 0.05
-    (row,) = squeezing_rows(det, digits.test, [("fgsm", 32 / 255)])
+    report = evaluate(
+        {"m": digits_model}, digits, attacks=["fgsm:32/255"], defenses=[det], device="cpu", progress=False
+    )
+    (row,) = squeezing_rows(report, "m", [("fgsm", 32 / 255)], "squeeze")
     assert abs(row["false_positive_rate"] - 0.05) <= 0.04
     assert row["robust_accuracy"] < 0.5  # the attack works on the undefended model …
     assert row["detection_rate"] > 0.5  # … and the detector flags most of its examples
@@ -264,7 +270,19 @@ def test_distilled_student_is_sharper_at_t1(distilled, digits_model, digits_tens
 
 
 def test_distillation_table_exposes_gradient_masking(distilled, digits, digits_model):
-    rows = distillation_rows(digits_model, distilled, digits, [("fgsm", 32 / 255)], device="cpu", progress=False)
+    t = distilled.temperature
+    through = {
+        "undefended": ("undefended", "softmax (T=1)"),
+        "distilled": ("distilled", "softmax (T=1)"),
+        "logits": ("distilled", f"logits / T (T={t:g})"),
+    }
+    models = {
+        "undefended": digits_model,
+        "distilled": distilled.student,
+        "logits": TemperatureScaled(distilled.student, t),
+    }
+    report = evaluate(models, digits, attacks=["fgsm:32/255"], device="cpu", progress=False)
+    rows = distillation_rows(report, through, [("fgsm", 32 / 255)])
     by = {(r["model"], r["attacked_through"].split(" ")[0]): r for r in rows}
     assert len(rows) == 3
     masked, exposed = by[("distilled", "softmax")], by[("distilled", "logits")]

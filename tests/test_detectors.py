@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -19,7 +17,6 @@ from robustood.detectors import (
     DETECTORS,
     KNN,
     ODIN,
-    AdversarialInputs,
     BaseDetector,
     Energy,
     FeatureReconstruction,
@@ -38,11 +35,10 @@ from robustood.detectors import (
     ood_metrics,
     parse_detectors,
     register_detector,
-    resolve_ood_sets,
-    run_ood,
     score_batch,
 )
 from robustood.errors import NotFittedError, RobustoodError
+from robustood.evaluate import run_ood
 
 FAST = {"reconstruction": {"epochs": 2}, "feature_reconstruction": {"epochs": 2}, "knn": {"k": 10}}
 #: the OOD detectors (``squeeze`` is an adversarial-input detector, tested on its own in run_ood)
@@ -461,30 +457,20 @@ def test_fitting_detector_used_unfitted_raises(digits_model, digits_tensors):
             make_detector(name).score(digits_model, digits_tensors[0][:4])
 
 
-def test_adversarial_inputs_are_generated_per_batch(digits, digits_model):
-    calls = []
-
-    def shift(model, x, y):  # a stand-in attack: tensors in, tensors out, in [0, 1]
-        calls.append(len(x))
-        return (x + 0.5 * torch.rand_like(x)).clamp(0, 1)
-
-    source = Subset(digits.test, range(100))
-    result = run_ood(
-        digits_model, digits, ["msp"], {"adv": AdversarialInputs(shift, source)}, batch_size=32, progress=False
-    )
-    assert calls[-4:] == [32, 32, 32, 4]  # streamed batch by batch
-    assert result.rows[0]["n_ood"] == 100 and result.rows[0]["auroc"] > 0.5
-
-
 def test_adv_spec_uses_robustood_attacks(digits, digits_model):
     from robustood.attacks import Attack, build_attack
+    from robustood.evaluate.plan import make_plan
 
-    sets = resolve_ood_sets(["adv:fgsm:2/255", "adv:pgd:64/255:steps=3"], digits, n=64)
-    fgsm = sets["adv:fgsm:2/255"]
-    assert isinstance(fgsm, AdversarialInputs) and isinstance(fgsm.attack, Attack)
-    assert fgsm.attack == build_attack("fgsm", eps=2 / 255)
-    assert sets["adv:pgd:64/255:steps=3"].attack == build_attack("pgd", eps=64 / 255, steps=3)
-    result = run_ood(digits_model, digits, ["msp"], sets, progress=False, calibrate=False, keep_scores=True)
+    sets = ["adv:fgsm:2/255", "adv:pgd:64/255:steps=3"]
+    small = digits.limited(64)
+    plan = make_plan(
+        small, attacks=[], detectors=["msp"], ood=sets, defenses=[], seed=0, ood_size=None, root=None, download=False
+    )
+    assert [p.adv_sets for p in plan.passes] == [("adv:fgsm:2/255",), ("adv:pgd:64/255:steps=3",)]
+    assert isinstance(plan.passes[0].attack, Attack) and not plan.passes[0].measured
+    assert plan.passes[0].attack == build_attack("fgsm", eps=2 / 255)
+    assert plan.passes[1].attack == build_attack("pgd", eps=64 / 255, steps=3)
+    result = run_ood(digits_model, small, ["msp"], sets, progress=False, calibrate=False, keep_scores=True)
     rows = {r["ood_set"]: r for r in result.rows}
     assert rows["adv:fgsm:2/255"]["n_ood"] == rows["adv:pgd:64/255:steps=3"]["n_ood"] == 64
     # the scores are MSP of the first 64 test images attacked with robustood's FGSM (deterministic)
@@ -495,34 +481,6 @@ def test_adv_spec_uses_robustood_attacks(digits, digits_model):
         clean = -digits_model(x).softmax(1).amax(1).double().numpy()
     np.testing.assert_allclose(result.scores["adv:fgsm:2/255"]["msp"], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(expected, clean)
-
-
-def _fake_attacks(calls: list[str]):
-    """A stand-in for ``robustood.attacks`` with its contract: ``parse_attack_spec(text)(model, x, y) -> x_adv``."""
-    module = types.ModuleType("robustood.attacks")
-
-    def parse_attack_spec(text: str):
-        calls.append(text)
-        eps = float(Fraction(text.split(":")[1]))
-        return lambda model, x, y: (x + eps * torch.randn_like(x).sign()).clamp(0, 1)
-
-    module.parse_attack_spec = parse_attack_spec
-    return module
-
-
-def test_adv_spec_follows_the_attacks_contract(digits, digits_model, monkeypatch):
-    calls: list[str] = []
-    monkeypatch.setitem(sys.modules, "robustood.attacks", _fake_attacks(calls))
-    sets = resolve_ood_sets(["adv:fake:64/255", "noise"], digits, n=50)
-    assert calls == ["fake:64/255"] and isinstance(sets["adv:fake:64/255"], AdversarialInputs)
-    result = run_ood(digits_model, digits, ["msp"], sets, progress=False, calibrate=False)
-    assert [(r["ood_set"], r["n_ood"]) for r in result.rows] == [("adv:fake:64/255", 50), ("noise", 50)]
-
-
-def test_adv_spec_without_attacks_module_is_a_clear_error(digits, monkeypatch):
-    monkeypatch.setitem(sys.modules, "robustood.attacks", None)  # makes the import fail
-    with pytest.raises(RobustoodError, match=r"needs robustood\.attacks"):
-        resolve_ood_sets(["adv:fgsm:2/255"], digits)
 
 
 # --------------------------------------------------------------------------- reconstruction as a pytorch-ood Detector

@@ -9,15 +9,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import robustood.attacks.metrics as attack_metrics
+import robustood.evaluate.engine as engine
 from robustood import evaluate
-from robustood.attacks import build_attack, run_attack
+from robustood.attacks import build_attack
 from robustood.cli import main
 from robustood.errors import RobustoodError
-from robustood.evaluate import HEADLINE_METRICS, resolve_model
+from robustood.evaluate import HEADLINE_METRICS, run_attack
+from robustood.recipes import split_recipe
 from robustood.report import Report
+from robustood.resolve import resolve_model
 from robustood.store import ResultStore
-from robustood.train import TrainConfig, split_recipe
+from robustood.train import TrainConfig
 
 from test_report import markdown_cells
 
@@ -82,43 +84,37 @@ def test_attack_rows_equal_run_attack_on_its_own(report, digits, digits_model):
     assert report.value("good", "accuracy", attack="") == alone.clean_accuracy
 
 
-def test_clean_logits_shortcut_changes_nothing(digits, digits_model, digits_tensors):
+def test_attack_pass_reuses_given_clean_logits(digits_model, digits_tensors):
+    from torch.utils.data import TensorDataset
+
+    from robustood.evaluate.passes import attack_pass, clean_pass
+    from robustood.evaluate.plan import AttackPass
+
     x, y = digits_tensors[0][:64], digits_tensors[1][:64]
+    data = TensorDataset(x, y)
     attack = build_attack("pgd", eps=8 / 255, steps=3)
-    with torch.no_grad():
-        logits = digits_model(x)
     a = run_attack(digits_model, (x, y), attack, device="cpu", batch_size=16)
-    attack.reset()
-    seen = []
-    b = run_attack(
-        digits_model,
-        (x, y),
-        attack,
-        device="cpu",
-        batch_size=16,
-        clean_logits=logits,
-        on_batch=lambda xb, yb, xa, la: seen.append(len(yb)),
-    )
+    kw = dict(device=torch.device("cpu"), batch_size=16, progress=False)
+    clean = clean_pass(digits_model, data, desc="clean", **kw)
+    b = attack_pass(digits_model, data, AttackPass(attack, True), clean_logits=clean.logits, desc="pgd", **kw).result
     assert (a.clean_accuracy, a.robust_accuracy, a.success_rate) == (
         b.clean_accuracy,
         b.robust_accuracy,
         b.success_rate,
     )
-    assert seen == [16, 16, 16, 16]
     with pytest.raises(RobustoodError, match="rows"):
-        run_attack(digits_model, (x, y), attack, device="cpu", clean_logits=logits[:10])
+        attack_pass(digits_model, data, AttackPass(attack, True), clean_logits=clean.logits[:10], desc="pgd", **kw)
 
 
 def test_one_attack_pass_serves_metrics_squeezing_and_the_adv_ood_set(digits, digits_model, monkeypatch):
     calls = []
-    original = attack_metrics.run_attack
+    original = engine.attack_pass
 
     def counting(*args, **kwargs):
-        calls.append(args[2].label)
+        calls.append(args[2].attack.label)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(attack_metrics, "run_attack", counting)
-    monkeypatch.setattr("robustood.attacks.run_attack", counting)
+    monkeypatch.setattr(engine, "attack_pass", counting)
     evaluate({"m": digits_model}, digits, **ARGS)
     assert sorted(calls) == ["fgsm-linf", "pgd-linf"]  # adv:fgsm:8/255 reused the fgsm pass
 
@@ -149,7 +145,7 @@ def test_renderings_round_trip_the_same_numbers(report):
 def test_same_seed_same_numbers(report, digits, digits_model, second_model):
     again = evaluate({"good": digits_model, "weak": second_model}, digits, **ARGS)
     keep = lambda rs: [(r.model, r.metric, r.attack, r.detector, r.input_set, r.value) for r in rs]  # noqa: E731
-    timing = {"images_per_second"}
+    timing = {"images_per_second", "seconds"}
     assert keep(r for r in again.rows if r.metric not in timing) == keep(
         r for r in report.rows if r.metric not in timing
     )
@@ -164,16 +160,16 @@ def test_resume_after_a_crash_recomputes_nothing_already_written(digits, digits_
     # a crash while writing the third unit: two finished units and a torn line stay on disk
     path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
     calls = []
-    original = attack_metrics.run_attack
+    original = engine.attack_pass
 
     def counting(*a, **k):
-        calls.append(a[2].label)
+        calls.append(a[2].attack.label)
         return original(*a, **k)
 
-    monkeypatch.setattr("robustood.attacks.run_attack", counting)
+    monkeypatch.setattr(engine, "attack_pass", counting)
     resumed = evaluate({"m": digits_model}, digits, store=path, **args)
     assert sorted(calls) == ["fgsm-linf", "pgd-linf"]  # the clean and noise units came from the store
-    timing = {"images_per_second"}
+    timing = {"images_per_second", "seconds"}
     pick = lambda rep: sorted(  # noqa: E731
         (r.metric, r.attack, r.detector, r.input_set, r.value) for r in rep.rows if r.metric not in timing
     )

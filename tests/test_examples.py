@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from robustood.models import save_checkpoint
-from robustood.train import cached_model_path
+from robustood.resolve import cached_model_path
 
 from test_report import markdown_cells
 

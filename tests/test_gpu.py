@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from robustood import evaluate
-from robustood.attacks import build_attack, run_attack
+from robustood.attacks import build_attack
+from robustood.evaluate import run_attack
 
 pytestmark = [
     pytest.mark.gpu,

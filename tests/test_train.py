@@ -6,7 +6,8 @@ import torch
 from robustood.errors import RobustoodError
 from robustood.inference import accuracy
 from robustood.models import build_model
-from robustood.train import TrainConfig, cached_model_path, config_slug, fit, get_model, pretrained
+from robustood.resolve import cached_model_path, config_slug, pretrained, resolve_model
+from robustood.train import TrainConfig, fit
 
 
 def test_default_digits_model_reaches_95_percent(digits, digits_model):
@@ -110,8 +111,8 @@ def test_train_config_validation(kwargs):
         TrainConfig(**kwargs)
 
 
-def test_get_model_rejects_unknown_recipe_and_missing_files(digits, tmp_path):
-    with pytest.raises(RobustoodError, match="unknown training recipe"):
-        get_model(None, digits, recipe="magic", cache=tmp_path)
-    with pytest.raises(RobustoodError, match="neither a zoo name"):
-        get_model(str(tmp_path / "missing.pt"), digits, cache=tmp_path)
+def test_resolve_model_rejects_unknown_recipe_and_missing_files(digits, tmp_path):
+    with pytest.raises(RobustoodError, match="unknown model 'magic:1'"):
+        resolve_model("magic:1", digits, cache=tmp_path)
+    with pytest.raises(RobustoodError, match="does not exist"):
+        resolve_model(str(tmp_path / "missing.pt"), digits, cache=tmp_path)

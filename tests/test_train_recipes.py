@@ -17,13 +17,11 @@ from robustood.defenses import (
     AdversarialTraining,
     NoiseAugmentation,
     OutlierExposure,
-    adversarial_recipe,
-    noise_recipe,
-    oe_recipe,
 )
 from robustood.errors import RobustoodError
 from robustood.models import build_model
-from robustood.train import RECIPES, TrainConfig, fit, objective_for
+from robustood.recipes import RECIPES, adversarial_recipe, noise_recipe, objective_for, oe_recipe
+from robustood.train import TrainConfig, fit
 
 
 def _robust_accuracy(model, x, y, eps):
