@@ -73,10 +73,17 @@ def test_cache_dir_precedence(tmp_path, monkeypatch):
     assert cache_dir() == tmp_path / "xdg" / "robustood"
 
 
-def test_select_device():
+def test_select_device(monkeypatch):
     assert select_device("cpu") == torch.device("cpu")
-    auto = select_device(None)
-    assert auto.type in {"cpu", "cuda", "mps"}
+    # the automatic choice: CUDA first, then MPS, then the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_device(None) == torch.device("cuda") == select_device("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device(None) == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert select_device(None) == torch.device("cpu")
+    monkeypatch.undo()
     if not torch.cuda.is_available():
         with pytest.raises(RobustoodError, match="CUDA is not available"):
             select_device("cuda")
