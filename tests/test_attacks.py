@@ -669,3 +669,18 @@ def test_run_attack_keeps_samples_and_rows(digits_model, digits):
     with torch.no_grad():
         pred = digits_model(torch.from_numpy(res.samples.x_adv)).argmax(1).numpy()
     assert (pred == res.samples.pred_adv).all()
+
+
+def test_art_backend_leaves_numpy_global_stream_alone(digits_model, digits_tensors):
+    """ART draws from NumPy's global generator; the run seeds it for the call and restores the caller's stream."""
+    import numpy as np
+
+    x, y = digits_tensors[0][:16], digits_tensors[1][:16]
+    atk = build_attack("pgd", eps=8 / 255, steps=2, backend="art")
+    np.random.seed(5)
+    expected = np.random.rand(3)
+    np.random.seed(5)
+    first = atk(digits_model, x, y, generator=torch.Generator().manual_seed(1))
+    assert np.array_equal(np.random.rand(3), expected)
+    again = atk(digits_model, x, y, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)

@@ -97,24 +97,40 @@ def art_generate(
 ) -> AttackOutput:
     """Run ``attack`` through ART on one batch; the result is put back on ``x``'s device.
 
-    ART draws random starts from NumPy's global generator: it is seeded with a number drawn
-    from ``generator`` (torch's default generator when ``None``) before each call, and DDN
-    gets the same number as its seed, so runs repeat.
+    ART draws random starts from NumPy's global generator: for the call it is seeded with a
+    number drawn from ``generator`` (torch's default generator when ``None``), and DDN gets
+    the same number as its seed, so runs repeat; the caller's NumPy stream is restored after.
     """
     with torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     estimator = art_estimator(model, x, num_classes)
     seed = _draw_seed(generator, x.device)
     art = _art_attack(attack, estimator, batch_size=max(1, x.shape[0]), seed=seed)
-    np.random.seed(seed)
-    labels = (target if target is not None else y).detach().cpu().numpy().astype(np.int64)
-    x_adv = art.generate(x.detach().cpu().numpy().astype(np.float32), y=labels)
-    return AttackOutput(torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device), target, None)
+    return AttackOutput(_generate(art, x, target if target is not None else y, seed), target, None)
 
 
 def _draw_seed(generator: torch.Generator | None, device: torch.device) -> int:
     """A NumPy seed in [0, 2³¹ − 1) drawn from ``generator`` on ``device``."""
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+
+
+def _generate(art: EvasionAttack, x: torch.Tensor, labels: torch.Tensor, seed: int | None) -> torch.Tensor:
+    """``art.generate`` on one batch, through NumPy once each way; the result on ``x``'s device.
+
+    With ``seed``, ART's draws from NumPy's global generator come from it, and the caller's
+    NumPy stream is restored afterwards (the library never reseeds a user's generators).
+    """
+    state = np.random.get_state() if seed is not None else None
+    if seed is not None:
+        np.random.seed(seed)
+    try:
+        x_adv = art.generate(
+            x.detach().cpu().numpy().astype(np.float32), y=labels.detach().cpu().numpy().astype(np.int64)
+        )
+    finally:
+        if state is not None:
+            np.random.set_state(state)
+    return torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device)
 
 
 class DecoupledDirectionNorm(EvasionAttack):
@@ -258,16 +274,14 @@ class ARTAttack:
         *,
         generator: torch.Generator | None = None,
     ) -> AttackOutput:
-        """Run the ART object on a batch; with ``generator``, NumPy's global generator (which ART
-        draws from) is first seeded from it, otherwise it is left as it is."""
+        """Run the ART object on a batch; with ``generator``, ART's draws from NumPy's global
+        generator are seeded from it (and NumPy's stream restored afterwards)."""
         if self.targeted and target is None:
             raise RobustoodError(f"{self.name} is targeted: pass target=<class per input>")
-        if generator is not None:
-            np.random.seed(_draw_seed(generator, x.device))
-        labels = (target if target is not None else y).detach().cpu().numpy().astype(np.int64)
+        seed = _draw_seed(generator, x.device) if generator is not None else None
         with attack_mode(model):
-            x_adv = self.art.generate(x.detach().cpu().numpy().astype(np.float32), y=labels)
-        return AttackOutput(torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device), target, None)
+            x_adv = _generate(self.art, x, target if target is not None else y, seed)
+        return AttackOutput(x_adv, target, None)
 
     def __call__(
         self,

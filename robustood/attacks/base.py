@@ -279,7 +279,12 @@ class Attack(ABC):
             if self.eps == 0 or x.shape[0] == 0:
                 return AttackOutput(x.clone(), target, None)
             with torch.enable_grad():
-                out = self._run(model, x, y, target, generator)
+                if self.backend == "art":
+                    from ._art import art_generate  # ART is imported only when an art backend runs
+
+                    out = art_generate(self, model, x, y, target, generator)
+                else:
+                    out = self._run(model, x, y, target, generator)
         return AttackOutput(out.x_adv.detach(), target, out.first_success)
 
     def __call__(
@@ -304,7 +309,8 @@ class Attack(ABC):
         target: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> AttackOutput:
-        """The family's algorithm on one non-empty batch, ``eps > 0``.
+        """The family's native algorithm on one non-empty batch, ``eps > 0`` (``backend="art"``
+        runs ART's own attack object instead, in :meth:`generate`).
 
         Called by :meth:`generate` with the model in attack mode, gradients enabled, ``x``
         detached, ``y`` and ``target`` on ``x``'s device.

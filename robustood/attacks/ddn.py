@@ -112,10 +112,6 @@ class DDN(Attack):
         target: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> AttackOutput:
-        if self.backend == "art":
-            from ._art import art_generate
-
-            return art_generate(self, model, x, y, target, generator)
         return ddn(
             model,
             x,

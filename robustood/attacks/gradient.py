@@ -140,10 +140,6 @@ class GradientAttack(Attack):
         target: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> AttackOutput:
-        if self.backend == "art":
-            from ._art import art_generate
-
-            return art_generate(self, model, x, y, target, generator)
         return pgd(
             model,
             x,
