@@ -146,7 +146,6 @@ def ood(
     shows the metrics; --format csv or json adds dataset, model and the sample counts.
     """
     from ..data import load_dataset
-    from ..detectors import OODResult
     from ..evaluate import evaluate, ood_result
     from ..utils import select_device
 
@@ -172,7 +171,7 @@ def ood(
         data_dir=data_dir,
         download=not no_download,
     )
-    result = ood_result(report, label, keep_scores=keep, result_type=OODResult)
+    result = ood_result(report, label, keep_scores=keep)
     rows: list[dict[str, Any]] = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
     if save_scores is not None:
         result.save_scores(save_scores)

@@ -45,7 +45,11 @@ __all__ = [
     "CLEAN",
     "HEADLINE_METRICS",
     "OOD_METRICS",
+    "AttackPass",
+    "Plan",
     "evaluate",
+    "ood_result",
+    "ood_rows",
     "run_attack",
     "run_ood",
 ]
@@ -80,10 +84,11 @@ def _labelled(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike])
 
 
 def _listed(value: Any) -> list[Any]:
+    """One spec or object, or a sequence of them, as a list."""
     if value is None:
         return []
-    if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence):
-        return [value] if not isinstance(value, Mapping) else value  # type: ignore[return-value]
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value]
     return list(value)
 
 
@@ -174,7 +179,7 @@ def evaluate(
         raise RobustoodError(f"batch_size must be a positive integer, got {batch_size!r}")
     dev = select_device(device)
     labelled = _labelled(models)
-    ood = _listed(ood)
+    ood = ood if isinstance(ood, Mapping) else _listed(ood)
     attacks, detectors, defenses = _listed(attacks), _listed(detectors), _listed(defenses)
     bundle = _bundle(dataset, ood, data_dir=data_dir, download=download, seed=seed).limited(limit)
     plan = make_plan(
@@ -242,29 +247,6 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------- one family at a time
-
-
-def _one_model(model: nn.Module, data: Any) -> tuple[DatasetBundle, Dataset]:
-    """``data`` (a bundle, a labelled dataset or ``(x, y)`` tensors) as a bundle for the engine."""
-    if isinstance(data, DatasetBundle):
-        return data, data.test
-    if isinstance(data, tuple):
-        data = TensorDataset(*data)
-    from ..data import DatasetInfo
-
-    x0, _ = data[0]
-    with torch.no_grad():
-        k = int(model(torch.as_tensor(x0)[None].to(_device_of(model))).shape[1])
-    info = DatasetInfo("tensors", tuple(torch.as_tensor(x0).shape), tuple(str(i) for i in range(k)), (0.0,), (1.0,))
-    return DatasetBundle(info, data, data, data), data
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def run_attack(
@@ -338,8 +320,6 @@ def run_ood(
     :class:`~robustood.detectors.OODResult` (rows ``detector, ood_set, auroc, aupr_in,
     aupr_out, fpr_at_95_tpr, detection_accuracy, id_accuracy, n_id, n_ood``).
     """
-    from ..detectors import OODResult
-
     detectors = list(detectors)
     if not detectors:
         raise RobustoodError("no detector given; use e.g. msp, maxlogit, energy")
@@ -359,7 +339,7 @@ def run_ood(
         progress=progress,
         keep_scores=keep_scores,
     )
-    return ood_result(report, "model", keep_scores=keep_scores, result_type=OODResult)
+    return ood_result(report, "model", keep_scores=keep_scores)
 
 
 def ood_rows(report: Report, model: str) -> list[dict[str, Any]]:
@@ -384,8 +364,11 @@ def ood_rows(report: Report, model: str) -> list[dict[str, Any]]:
     return sorted(out.values(), key=lambda row: order.get(row["ood_set"], len(order)))
 
 
-def ood_result(report: Report, model: str, *, keep_scores: bool, result_type: Any) -> Any:
-    """``model``'s OOD rows as the detectors' result type (rows, ID accuracy, thresholds, kept scores)."""
+def ood_result(report: Report, model: str, *, keep_scores: bool) -> Any:
+    """``model``'s OOD rows as an :class:`~robustood.detectors.OODResult` (rows, ID accuracy,
+    thresholds, and the kept scores in the order the OOD sets were given)."""
+    from ..detectors import OODResult
+
     rows = ood_rows(report, model)
     accuracy = next(r.value for r in report.rows if r.model == model and r.metric == "accuracy" and not r.attack)
     scores = None
@@ -394,10 +377,7 @@ def ood_result(report: Report, model: str, *, keep_scores: bool, result_type: An
         order = ["id", *report.meta.get("config", {}).get("ood", [])]
         scores = {name: kept[name] for name in order if name in kept}
     thresholds = report.meta.get("thresholds", {}).get(model, {})
-    return result_type(rows, accuracy, dict(thresholds), scores)
-
-
-__all__ += ["AttackPass", "Plan", "ood_rows"]
+    return OODResult(rows, accuracy, dict(thresholds), scores)
 
 
 class _CallableModule(types.ModuleType):

@@ -216,18 +216,15 @@ def attack_pass(
     sink = ScoreSink(labels)
     tally = SqueezeTally(squeezer) if squeezer is not None else None
     seed = getattr(attack, "seed", None)
-    generator = torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
+    # one generator for the whole pass; attack objects without a seed draw as they like
+    seeded = {"generator": torch.Generator(device=device).manual_seed(int(seed))} if seed is not None else {}
     if len(clean_logits) != len(data):  # type: ignore[arg-type]
         raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(data)} inputs")  # type: ignore[arg-type]
     synchronize(device)
     t0 = time.perf_counter()
     for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
         logits = clean_logits[b.start : b.start + len(b)].to(device, non_blocking=True)
-        out = (
-            attack.generate(model, b.x, b.y, generator=generator)
-            if generator is not None
-            else attack.generate(model, b.x, b.y)
-        )
+        out = attack.generate(model, b.x, b.y, **seeded)
         with torch.no_grad():
             if detectors:
                 scores, logits_adv = _score(model, out.x_adv, detectors)
