@@ -92,3 +92,18 @@ def test_a_frozen_attack_gives_the_same_rows_in_two_evaluations(digits, digits_m
     two = evaluate({"m": digits_model}, digits.limited(64), **kw)
     pick = [(r.metric, r.value) for r in one.rows if r.metric not in ("seconds", "images_per_second")]
     assert pick == [(r.metric, r.value) for r in two.rows if r.metric not in ("seconds", "images_per_second")]
+
+
+def test_bad_keep_and_precision_are_refused_before_any_training(digits, tmp_path):
+    import pytest
+
+    from robustood.errors import RobustoodError
+
+    for kwargs, message in (
+        (dict(keep=-1), "keep must be"),
+        (dict(keep=2.5), "keep must be"),
+        (dict(precision="fp16"), "unknown precision"),
+    ):
+        with pytest.raises(RobustoodError, match=message):
+            evaluate("plain", digits, attacks=["fgsm:2/255"], cache=tmp_path, device="cpu", **kwargs)
+    assert not (tmp_path / "models").exists()  # refused before a model was trained

@@ -172,11 +172,15 @@ def evaluate(
         ...                   detectors=["maxlogit"], ood=["noise"])  # doctest: +SKIP
         >>> print(report.table())  # doctest: +SKIP
     """
-    from ..attacks.metrics import precision_context
+    from ..attacks.metrics import PRECISIONS, precision_context
     from ..resolve import check_model_spec, resolve_model
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise RobustoodError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not (isinstance(keep, bool) or (isinstance(keep, int) and keep >= 0)):
+        raise RobustoodError(f"keep must be a number of inputs ≥ 0 (or True for all), got {keep!r}")
+    if precision not in PRECISIONS:
+        raise RobustoodError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dev = select_device(device)
     labelled = _labelled(models)
     ood = ood if isinstance(ood, Mapping) else _listed(ood)
