@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .errors import DatasetUnavailableError, RobustoodError
-from .utils import cache_dir
+from .utils import cache_dir, check_seed
 
 __all__ = [
     "DATASETS",
@@ -61,6 +61,8 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     heldout: int = 0
+    fingerprint: str = ""
+    """A hash of the files a folder dataset was read from (``""`` for named datasets)."""
 
     @property
     def num_classes(self) -> int:
@@ -70,6 +72,9 @@ class DatasetInfo:
     def key(self) -> str:
         """Name used in cache keys and reports (``digits``, ``digits-h3`` …)."""
         safe = self.name.replace(":", "_").replace("/", "_")
+        if self.fingerprint:  # a folder: its last name and the hash of its path and files (short file names)
+            kind, _, where = self.name.partition(":")
+            safe = f"{kind}_{Path(where).name or 'root'}-{self.fingerprint}".replace(":", "_")
         return f"{safe}-h{self.heldout}" if self.heldout else safe
 
 
@@ -194,7 +199,8 @@ def load_dataset(
         RobustoodError: unknown name or bad ``heldout``.
         DatasetUnavailableError: files missing and not downloadable.
     """
-    key = name.strip()
+    seed = check_seed(seed)
+    key = str(name).strip()
     if key.lower().startswith("imagefolder:"):
         bundle = _load_imagefolder(key.split(":", 1)[1], seed=seed)
     else:
@@ -204,6 +210,8 @@ def load_dataset(
         bundle = DATASETS[key](root=data_dir(root), download=download, seed=seed)
     if heldout:
         bundle = _hold_out(bundle, heldout)
+    if bundle.info.num_classes < 2:
+        raise RobustoodError(f"{bundle.info.name} has {bundle.info.num_classes} class; a classifier needs at least two")
     return bundle
 
 
@@ -229,8 +237,11 @@ def _targets(ds: Dataset) -> np.ndarray:
 
 def _hold_out(bundle: DatasetBundle, k: int) -> DatasetBundle:
     c = bundle.info.num_classes
-    if not isinstance(k, int) or not 1 <= k < c:
-        raise RobustoodError(f"heldout must be between 1 and {c - 1} classes for {bundle.info.name}, got {k}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= c - 2:
+        raise RobustoodError(
+            f"heldout:K must leave at least two classes to train on: K from 1 to {c - 2} for "
+            f"{bundle.info.name} ({c} classes), got {k}"
+        )
     keep = c - k
 
     def select(ds: Dataset, inside: bool) -> Subset:
@@ -434,36 +445,158 @@ def catalogue(root: str | os.PathLike | None = None) -> list[dict[str, object]]:
     return rows
 
 
+class ImageFiles(Dataset):
+    """Image files with class labels (``samples``: ``(path, label)`` pairs), read with PIL and
+    ``transform``; like torchvision's ``ImageFolder``, but a file that cannot be decoded is
+    reported by name instead of ending in a traceback."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]], classes: Sequence[str], transform: Callable) -> None:
+        self.samples = list(samples)
+        self.targets = [t for _, t in self.samples]
+        self.classes = list(classes)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, target = self.samples[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DatasetUnavailableError(f"imagefolder: cannot read image {path}: {exc}; remove it") from None
+        return self.transform(img), target
+
+
+def _image_problem(path: Path, size: int) -> str | None:
+    """Why ``path`` is not a readable image (decoded at a reduced size where the format allows), else ``None``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a fraction of the size, fast
+            img.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError … for damaged files
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def _scan_split(folder: Path, size: int) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
+    """The readable images of each class sub-folder of ``folder`` (by class name), and the unreadable files."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    classes: dict[str, list[Path]] = {}
+    bad: list[tuple[Path, str]] = []
+    try:
+        subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise DatasetUnavailableError(f"imagefolder: cannot read {folder}: {exc.strerror or exc}") from None
+    for d in subdirs:
+        files = sorted(
+            p for p in d.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        )
+        good = []
+        for p in files:
+            problem = _image_problem(p, size)
+            if problem is None:
+                good.append(p)
+            else:
+                bad.append((p, problem))
+        if good:
+            classes[d.name] = good
+    return classes, bad
+
+
+def _file_list_fingerprint(root: Path, files: Sequence[Path]) -> str:
+    """A short hash of the image files (relative path, size, modification time): another folder's
+    or a changed folder's models never share a cache entry."""
+    import hashlib
+
+    h = hashlib.sha256(str(root).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:10]
+
+
+MIN_IMAGEFOLDER_IMAGES = 3
+
+
 def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> DatasetBundle:
     """A folder of class sub-folders (e.g. Animals-10), images resized to ``image_size``².
 
-    Uses ``PATH/train`` and ``PATH/test`` when both exist, else a fixed 80/20 split.
+    Uses ``PATH/train`` and ``PATH/test`` when both exist (classes matched by folder name;
+    a test class unseen in training is refused), else a fixed 80/20 split. Every image is
+    decoded once when the folder is loaded: unreadable files (damaged, truncated, not an
+    image) are skipped with a warning that names them. At least two classes are required.
     """
-    import torchvision
+    import warnings
+
     from torchvision import transforms
 
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DatasetUnavailableError(f"imagefolder: {root} is not a directory of class sub-folders")
-    tf = transforms.Compose(
-        [transforms.Resize((image_size, image_size)), transforms.Lambda(_to_rgb), transforms.ToTensor()]
-    )
-    try:
-        if (root / "train").is_dir() and (root / "test").is_dir():
-            train_full = torchvision.datasets.ImageFolder(str(root / "train"), transform=tf)
-            test: Dataset = torchvision.datasets.ImageFolder(str(root / "test"), transform=tf)
-        else:
-            full = torchvision.datasets.ImageFolder(str(root), transform=tf)
-            perm = np.random.default_rng(0).permutation(len(full))
-            n_test = max(1, len(full) // 5)
-            train_full = Subset(full, sorted(perm[n_test:].tolist()))  # type: ignore[assignment]
-            test = Subset(full, sorted(perm[:n_test].tolist()))
-            train_full.classes = full.classes  # type: ignore[attr-defined]
-    except (FileNotFoundError, RuntimeError) as exc:
-        raise DatasetUnavailableError(f"imagefolder: cannot read {root}: {exc}") from None
-    tr, va = _split_train_val(len(train_full), seed)
+    if not str(path).strip():
+        raise RobustoodError("imagefolder: give a folder, e.g. imagefolder:data/animals")
+    given = Path(path).expanduser()
+    if not given.is_dir():
+        raise DatasetUnavailableError(f"imagefolder: {given} is not a directory of class sub-folders")
+    root = given.resolve()
+    tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
+    split = (root / "train").is_dir() and (root / "test").is_dir()
+    train_classes, bad = _scan_split(root / "train" if split else root, image_size)
+    if split:
+        test_classes, bad_test = _scan_split(root / "test", image_size)
+        bad += bad_test
+    if bad:
+        shown = ", ".join(f"{p} ({why})" for p, why in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        warnings.warn(
+            f"imagefolder: skipped {len(bad)} unreadable image file(s): {shown}{more}", UserWarning, stacklevel=3
+        )
+    names = sorted(train_classes)
+    where = root / "train" if split else root
+    if len(names) < 2:
+        found = f"one class ({names[0]})" if names else "no class sub-folder with readable images"
+        raise RobustoodError(
+            f"imagefolder: {where} has {found}; a classifier needs at least two class sub-folders of images"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    train_samples = [(str(p), index[c]) for c in names for p in train_classes[c]]
+    if split:
+        unseen = sorted(set(test_classes) - set(index))
+        if unseen:
+            raise RobustoodError(
+                f"imagefolder: {root / 'test'} has class(es) {', '.join(unseen)} that {root / 'train'} does not "
+                f"(training classes: {', '.join(names)}); a model cannot be tested on classes it never saw"
+            )
+        test_samples = [(str(p), index[c]) for c in sorted(test_classes) for p in test_classes[c]]
+        train_full: Dataset = ImageFiles(train_samples, names, tf)
+        test: Dataset = ImageFiles(test_samples, names, tf)
+        n_train, n_test = len(train_samples), len(test_samples)
+        files = [Path(p) for p, _ in train_samples + test_samples]
+    else:
+        full = ImageFiles(train_samples, names, tf)
+        perm = np.random.default_rng(0).permutation(len(full))
+        n_test = max(1, len(full) // 5)
+        train_full = Subset(full, sorted(perm[n_test:].tolist()))
+        test = Subset(full, sorted(perm[:n_test].tolist()))
+        n_train = len(full) - n_test
+        files = [Path(p) for p, _ in train_samples]
+    if n_train < 2 or n_test < 1:
+        raise RobustoodError(
+            f"imagefolder: {root} has too few readable images ({n_train} to train, {n_test} to test); "
+            f"give at least {MIN_IMAGEFOLDER_IMAGES} (two to train and validate on, one to test)"
+        )
+    tr, va = _split_train_val(n_train, seed)
     info = DatasetInfo(
-        f"imagefolder:{root}", (3, image_size, image_size), tuple(train_full.classes), IMAGENET_MEAN, IMAGENET_STD
+        f"imagefolder:{root}",
+        (3, image_size, image_size),
+        tuple(names),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        fingerprint=_file_list_fingerprint(root, sorted(files)),
     )
     return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
 

@@ -8,7 +8,37 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-__all__ = ["accuracy", "iter_batches", "predict_logits"]
+from .errors import RobustoodError
+
+__all__ = ["accuracy", "check_images", "iter_batches", "predict_logits"]
+
+
+#: slack for float round-off when checking that images are in [0, 1]
+RANGE_TOLERANCE = 1e-4
+
+
+def check_images(x: torch.Tensor, start: int = 0, what: str | None = None) -> None:
+    """Refuse a batch that is not float images in [0, 1]: integer pixels, NaN or Inf, values in
+    0..255 or normalised values (the model normalises inside itself; every eps is in [0, 1] units).
+
+    One check on the batch as it comes from the dataset (before any device move or resizing).
+    """
+    where = what or f"the input images {start}..{start + len(x) - 1}"
+    if not isinstance(x, torch.Tensor):
+        raise RobustoodError(f"expected image tensors B×C×H×W, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise RobustoodError(
+            f"{where} are {str(x.dtype).replace('torch.', '')}, not float images in [0, 1]; "
+            "convert them with x.float() / 255"
+        )
+    if x.numel() == 0:
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise RobustoodError(f"{where} hold NaN or Inf values; every pixel must be a number in [0, 1]")
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        hint = "; divide by 255" if hi > 1.5 and lo >= 0 else "; give unnormalised images (the model normalises)"
+        raise RobustoodError(f"{where} range from {lo:g} to {hi:g}, not [0, 1]{hint}")
 
 
 def _as_tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:

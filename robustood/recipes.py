@@ -92,14 +92,20 @@ def _adv(spec: Spec, bundle: DatasetBundle) -> Objective:
     shown = f"recipe {str(spec)!r}"
     if len(spec.args) != 2:
         raise RobustoodError(f"{shown} needs an attack and an eps, e.g. adv:fgsm:2/255")
-    opts = _options(spec, {"w": "adversarial weight", "share": "attacked share", "steps": "", "step": ""})
+    if "step_size" in spec.opts and "step" not in spec.opts:  # the attack option's name, accepted here too
+        spec = Spec(spec.name, spec.args, tuple(("step" if k == "step_size" else k, v) for k, v in spec.options))
+    opts = _options(
+        spec, {"w": "adversarial weight", "share": "attacked share", "steps": "attack steps", "step": "step size"}
+    )
     return AdversarialTraining(
         attack=spec.args[0].lower(),
-        eps=parse_eps(spec.args[1]),
+        eps=parse_eps(spec.args[1], what=f"the eps of {shown}"),
         weight=as_float(opts.get("w", "0.5"), "w", shown),
         share=as_float(opts.get("share", "1"), "share", shown),
         steps=as_int(opts["steps"], "steps", shown, minimum=1) if "steps" in opts else None,
-        step_size=parse_eps(opts["step"]) if "step" in opts else None,
+        step_size=as_float(opts["step"], "step", shown, minimum=0, maximum=1, open_min=True)
+        if "step" in opts
+        else None,
     )
 
 
@@ -110,7 +116,10 @@ def _noise(spec: Spec, bundle: DatasetBundle) -> Objective:
     if len(spec.args) != 1:
         raise RobustoodError(f"{shown} needs an eps, e.g. noise:8/255")
     opts = _options(spec, {"w": "noise weight"})
-    return NoiseAugmentation(eps=parse_eps(spec.args[0]), weight=as_float(opts.get("w", "0.5"), "w", shown))
+    return NoiseAugmentation(
+        eps=parse_eps(spec.args[0], what=f"the eps of {shown}"),
+        weight=as_float(opts.get("w", "0.5"), "w", shown),
+    )
 
 
 def _oe(spec: Spec, bundle: DatasetBundle) -> Objective:
@@ -128,7 +137,7 @@ def _oe(spec: Spec, bundle: DatasetBundle) -> Objective:
     return OutlierExposure(
         source=source,
         alpha=as_float(opts.get("alpha", "0.5"), "alpha", shown),
-        eps=parse_eps(opts.get("eps", "8/255")),
+        eps=parse_eps(opts.get("eps", "8/255"), what=f"option eps= of {shown}"),
         pool=pool,
     )
 

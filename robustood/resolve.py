@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from .data import DatasetBundle
-from .errors import RobustoodError
+from .errors import RobustoodError, WriteError
 from .inference import accuracy
 from .models import ZOO, Classifier, build_model, default_arch, load_checkpoint, load_model, save_checkpoint
 from .recipes import RECIPES, objective_for, parse_recipe, split_recipe
@@ -233,8 +234,9 @@ def pretrained(
     objective = objective_for(recipe, bundle)  # validates the recipe before any work
     path = cached_model_path(bundle, arch, recipe, seed, cache, config)
     dev = torch.device(device)
-    if path.exists() and not retrain:
-        model, meta = load_checkpoint(path)
+    cached = None if retrain else _load_cached(path, bundle)
+    if cached is not None:
+        model, meta = cached
         return model.to(dev).eval(), meta
     cfg = config or TrainConfig(seed=seed)
     if epochs is not None:
@@ -250,12 +252,42 @@ def pretrained(
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
         "val_accuracy": result.best_val_accuracy,
-        "test_accuracy": accuracy(model, bundle.test, dev),
+        "test_accuracy": None,
         "train_seconds": result.seconds,
         "config": asdict(cfg),
     }
-    save_checkpoint(model, path, bundle.info, arch, **meta)
+    try:
+        meta["test_accuracy"] = accuracy(model, bundle.test, dev)
+    except Exception:
+        _save_trained(model, path, bundle, arch, meta)  # never lose a trained model to an evaluation error
+        raise
+    _save_trained(model, path, bundle, arch, meta)
     return model.eval(), {"arch": arch, **meta, "path": str(path)}
+
+
+def _load_cached(path: Path, bundle: DatasetBundle) -> tuple[Classifier, dict[str, Any]] | None:
+    """The cached model at ``path``, or ``None`` when there is none; a damaged or foreign cache
+    entry is ignored with a warning naming it (the model is trained again and the entry replaced)."""
+    if not path.exists():
+        return None
+    try:
+        model, meta = load_checkpoint(path)
+        saved = meta.get("dataset") or {}
+        if tuple(saved.get("input_shape", ())) != tuple(bundle.info.input_shape) or tuple(
+            saved.get("class_names", ())
+        ) != tuple(bundle.info.class_names):
+            raise RobustoodError("it was trained on other data")
+    except RobustoodError as exc:
+        warnings.warn(f"ignoring the cached model {path} ({exc}); training it again", stacklevel=3)
+        return None
+    return model, meta
+
+
+def _save_trained(model: Classifier, path: Path, bundle: DatasetBundle, arch: str, meta: dict[str, Any]) -> None:
+    try:
+        save_checkpoint(model, path, bundle.info, arch, **meta)
+    except WriteError as exc:
+        raise exc.after(f"the model was trained ({meta['epochs']} epochs) but could not be cached") from None
 
 
 def distilled_pretrained(
@@ -284,8 +316,9 @@ def distilled_pretrained(
     paths = [
         cached_model_path(bundle, arch, f"{kind}:{t:g}", seed, cache, config) for kind in ("distill-teacher", "distill")
     ]
-    if not retrain and all(p.exists() for p in paths):
-        (teacher, meta_t), (student, meta_s) = (load_checkpoint(p) for p in paths)
+    loaded = [None if retrain else _load_cached(p, bundle) for p in paths]
+    if all(entry is not None for entry in loaded):
+        (teacher, meta_t), (student, meta_s) = loaded  # type: ignore[misc]
         meta = {"arch": arch, "temperature": t, "teacher_epochs": int(meta_t["epochs"])}
         return teacher.to(dev).eval(), student.to(dev).eval(), {**meta, "epochs": int(meta_s["epochs"])}
     cfg = config or TrainConfig(seed=seed)

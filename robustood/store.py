@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .errors import EnvironmentFault, RobustoodError, WriteError
 from .report import Row, _row
 
 __all__ = ["ResultStore", "provenance"]
@@ -28,15 +30,39 @@ class ResultStore:
     """Rows of finished units, keyed by a string that names the unit and its configuration."""
 
     def __init__(self, path: str | os.PathLike | None) -> None:
-        self.path = Path(path) if path is not None else None
+        self.path = Path(path).expanduser() if path is not None else None
         self._done: dict[str, list[Row]] = {}
-        if self.path is not None and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self._done[rec["unit"]] = [_row(d) for d in rec["rows"]]
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue  # a torn line from an interrupted write: that unit is recomputed
+        if self.path is not None:
+            self._read(self.path)
+
+    def _read(self, path: Path) -> None:
+        if not str(path).strip() or path.is_dir():
+            raise RobustoodError(f"the store {str(path)!r} must be a file name, not a directory")
+        try:
+            regular = path.is_file()
+        except OSError:
+            regular = False
+        if not regular:
+            return  # new, or a special file (/dev/null, a FIFO) that holds no finished units
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise EnvironmentFault(f"cannot read the store {path}: {exc.strerror or exc}") from None
+        skipped = 0
+        for raw in data.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+                self._done[rec["unit"]] = [_row(d) for d in rec["rows"]]
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                skipped += 1  # a torn line from an interrupted write, or not a store line: recomputed
+        if skipped and (skipped > 1 or not self._done):
+            warnings.warn(
+                f"the store {path} has {skipped} unreadable line(s) (not robustood results, or damaged); "
+                "they are ignored and their units recomputed",
+                stacklevel=3,
+            )
 
     def get(self, unit: str) -> list[Row] | None:
         return self._done.get(unit)
@@ -48,20 +74,35 @@ class ResultStore:
         return len(self._done)
 
     def put(self, unit: str, rows: Iterable[Row]) -> list[Row]:
+        """Record a finished unit (appended to the file at once); a failed write is a
+        :class:`~robustood.errors.WriteError` that says the earlier units are kept."""
         rows = list(rows)
         self._done[unit] = rows
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             line = json.dumps({"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]})
-            with open(self.path, "ab+") as f:
-                if f.tell() > 0:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":  # a torn last line: end it, so this unit starts a line
-                        f.write(b"\n")
-                f.write((line + "\n").encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                _append(self.path, (line + "\n").encode("utf-8"))
+            except OSError as exc:
+                kept = f"the {len(self._done) - 1} unit(s) finished before are kept in it; rerun to resume"
+                raise WriteError(self.path, exc.strerror or str(exc), kept) from None
         return rows
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append one line, flushed and synced; a torn last line is ended first. Special files
+    (``/dev/null``, a FIFO) are written as they are."""
+    regular = not path.exists() or path.is_file()
+    if regular:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab+" if regular else "ab") as f:
+        if regular and f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a torn last line: end it, so this unit starts a line
+                f.write(b"\n")
+        f.write(data)
+        f.flush()
+        if regular:
+            os.fsync(f.fileno())
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

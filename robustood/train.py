@@ -8,8 +8,10 @@ and the cache of trained models in :mod:`robustood.resolve`.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,8 @@ from tqdm.auto import tqdm
 
 from .data import DatasetBundle
 from .errors import RobustoodError
-from .inference import accuracy, iter_batches
-from .utils import atomic_path, seeded, select_device
+from .inference import accuracy, check_images, iter_batches
+from .utils import check_seed, seeded, select_device, write_bytes
 
 __all__ = ["Objective", "TrainConfig", "TrainResult", "cross_entropy", "fit"]
 
@@ -52,6 +54,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if self.epochs < 1:
             raise RobustoodError(f"epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:
@@ -79,6 +82,31 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _load_state(state_file: Path) -> dict | None:
+    """The resumable training state at ``state_file``, or ``None`` when there is none; a damaged
+    one (an interrupted write, another program's file) is ignored with a warning naming it."""
+    try:
+        if not state_file.is_file():
+            return None
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # empty, truncated, pickled or foreign files raise many types
+        warnings.warn(
+            f"ignoring the unreadable training state {state_file} ({_first_line(exc)}); "
+            "training starts from the first epoch (delete the file to silence this)",
+            stacklevel=3,
+        )
+        return None
+    if not isinstance(saved, dict):
+        warnings.warn(f"ignoring the training state {state_file}: not a robustood training state", stacklevel=3)
+        return None
+    return saved
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -116,15 +144,29 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch, since_best = 0, 0
     state_file = Path(state_path) if state_path is not None else None
-    if state_file is not None and state_file.exists():
-        saved = torch.load(state_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        best_state = saved["best_state"]
-        start_epoch, since_best = int(saved["epoch"]) + 1, int(saved["since_best"])
-        result.history = list(saved["history"])
-        result.best_epoch, result.best_val_accuracy = int(saved["best_epoch"]), float(saved["best_val"])
-        log.info("resuming training from %s at epoch %d", state_file, start_epoch + 1)
+    if len(bundle.train) == 0:  # type: ignore[arg-type]
+        raise RobustoodError(f"the training split of {bundle.info.name} is empty; nothing to train on")
+    saved = _load_state(state_file) if state_file is not None else None
+    if saved is not None:
+        initial = ({k: v.clone() for k, v in model.state_dict().items()}, opt.state_dict())
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            best_state = saved["best_state"]
+            start_epoch, since_best = int(saved["epoch"]) + 1, int(saved["since_best"])
+            result.history = list(saved["history"])
+            result.best_epoch, result.best_val_accuracy = int(saved["best_epoch"]), float(saved["best_val"])
+            log.info("resuming training from %s at epoch %d", state_file, start_epoch + 1)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            warnings.warn(
+                f"ignoring the training state {state_file}: it does not fit this model ({_first_line(exc)}); "
+                "training starts from the first epoch",
+                stacklevel=2,
+            )
+            model.load_state_dict(initial[0])
+            opt = _optimizer(model, cfg)
+            best_state, start_epoch, since_best = None, 0, 0
+            result = TrainResult()
     t0 = time.perf_counter()
     bar = tqdm(
         range(start_epoch, cfg.epochs),
@@ -141,8 +183,14 @@ def fit(
         loss_sum, correct, seen, te = 0.0, 0, 0, time.perf_counter()
         with seeded(_epoch_seed(cfg.seed, epoch)):  # dropout and the objective's random draws
             for x, y in iter_batches(bundle.train, cfg.batch_size, shuffle=True, generator=gen):
+                check_images(x, what="the training images")
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 loss, logits = objective(model, x, y)
+                if not torch.isfinite(loss.detach()).all():
+                    raise RobustoodError(
+                        f"training diverged: the loss became {float(loss.detach())} in epoch {epoch + 1}; "
+                        "use a smaller learning rate (--lr) or check the data"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -165,20 +213,21 @@ def fit(
             since_best += 1
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
         if state_file is not None:
-            with atomic_path(state_file) as tmp:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "best_state": best_state,
-                        "epoch": epoch,
-                        "since_best": since_best,
-                        "history": result.history,
-                        "best_epoch": result.best_epoch,
-                        "best_val": result.best_val_accuracy,
-                    },
-                    tmp,
-                )
+            buf = io.BytesIO()
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "best_state": best_state,
+                    "epoch": epoch,
+                    "since_best": since_best,
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "best_val": result.best_val_accuracy,
+                },
+                buf,
+            )
+            write_bytes(state_file, buf.getvalue())
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
         if cfg.patience is not None and since_best >= cfg.patience:

@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import random
+import stat
 import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
@@ -24,22 +25,27 @@ if TYPE_CHECKING:
 __all__ = [
     "atomic_path",
     "cache_dir",
+    "check_seed",
+    "check_writable",
     "format_eps",
     "parse_eps",
     "parse_eps_list",
     "seeded",
     "select_device",
+    "write_bytes",
+    "write_target",
 ]
 
 CACHE_ENV = "ROBUSTOOD_CACHE_DIR"
 
 
-def parse_eps(text: str | float) -> float:
+def parse_eps(text: str | float, what: str = "eps") -> float:
     """Parse one perturbation budget in pixel units of [0, 1] images.
 
     Accepts a decimal (``"0.03"``) or a fraction (``"2/255"``). Raises
     :class:`RobustoodError` for anything that is not a number in [0, 1], with a hint
-    when the value looks like it was given in 0-255 pixel units.
+    when the value looks like it was given in 0-255 pixel units. ``what`` names the value in
+    messages (``"step size"``, ``"option step= of recipe 'adv:pgd:8/255:step=2'"``).
 
     >>> parse_eps("2/255") == 2 / 255
     True
@@ -53,13 +59,15 @@ def parse_eps(text: str | float) -> float:
             value = float(Fraction(shown))
         except (ValueError, ZeroDivisionError):
             raise RobustoodError(
-                f"invalid eps {shown!r}: use a number in [0, 1] such as 0.03 or a fraction such as 2/255"
+                f"invalid {what} {shown!r}: use a number in [0, 1] such as 0.03 or a fraction such as 2/255"
             ) from None
-    if not math.isfinite(value) or value < 0:
-        raise RobustoodError(f"eps must be in [0, 1], got {shown}")
+    if not math.isfinite(value):
+        raise RobustoodError(f"{what} must be a finite number in [0, 1], got {shown}")
+    if value < 0:
+        raise RobustoodError(f"{what} must be in [0, 1], not negative, got {shown}")
     if value > 1:
         hint = f"; did you mean {shown}/255?" if value <= 255 else ""
-        raise RobustoodError(f"eps must be in [0, 1] (pixel units of [0, 1] images), got {shown}{hint}")
+        raise RobustoodError(f"{what} must be in [0, 1] (pixel units of [0, 1] images), got {shown}{hint}")
     return value
 
 
@@ -126,22 +134,67 @@ def seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+DEVICE_HELP = "use cpu, cuda, cuda:N, mps or auto"
+
+
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """Pick a device: the one asked for, else CUDA, then Apple MPS, then CPU."""
+    """Pick a device: the one asked for, else CUDA, then Apple MPS, then CPU.
+
+    Raises :class:`RobustoodError` for a name torch does not know (``tpu``, ``cuda:abc``, ``""``),
+    a device robustood cannot run on (``meta``) and a device this machine does not have.
+    """
     import torch
 
-    if device is not None and str(device) != "auto":
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RobustoodError("device 'cuda' was asked for but CUDA is not available; use --device cpu")
-        if dev.type == "mps" and not torch.backends.mps.is_available():
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        text = device.strip()
+        try:
+            dev = torch.device(text.lower()) if text else None
+        except (RuntimeError, ValueError, TypeError):
+            dev = None
+        if dev is None:
+            raise RobustoodError(f"unknown device {device!r}; {DEVICE_HELP}")
+    else:
+        raise RobustoodError(f"device must be a name such as 'cpu' or 'cuda:0', got {device!r}")
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RobustoodError(f"device {str(dev)!r} was asked for but CUDA is not available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RobustoodError(
+                f"device {str(dev)!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})"
+            )
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
             raise RobustoodError("device 'mps' was asked for but MPS is not available; use --device cpu")
         return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    available = getattr(getattr(torch, dev.type, None), "is_available", None)
+    if dev.type != "meta" and callable(available) and available():
+        return dev  # another accelerator torch supports here (e.g. xpu)
+    why = "holds no data" if dev.type == "meta" else "is not supported or not available here"
+    raise RobustoodError(f"device {str(dev)!r} {why}; {DEVICE_HELP}")
+
+
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int in [0, 2**32 − 1] (what NumPy and torch both accept); else :class:`RobustoodError`."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) <= SEED_MAX:
+        raise RobustoodError(f"seed must be an integer from 0 to {SEED_MAX} (2**32 - 1), got {seed!r}")
+    return int(seed)
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -157,20 +210,163 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return path.expanduser()
 
 
+_SPECIAL_DIRS = ("/dev/", "/proc/", "/sys/")
+
+
+def _write_reason(exc: BaseException) -> str | None:
+    """Why a write failed, when ``exc`` is a write failure (an ``OSError``, or the I/O error a
+    writer such as ``torch.save`` or safetensors wraps in its own type); else ``None``."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    text = str(exc)
+    low = text.lower()
+    markers = (
+        "no space left",
+        "read-only file system",
+        "permission denied",
+        "ioerror",
+        "failed writing",
+        "file write",
+        "inline_container",
+    )
+    if any(m in low for m in markers):
+        return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_target(target: str | os.PathLike) -> tuple[Path, bool]:
+    """Where a write of ``target`` goes and whether it goes there directly.
+
+    Special files (character devices such as ``/dev/null`` or ``/dev/full``, FIFOs, ``/dev/stdout``,
+    process substitutions ``/dev/fd/N``) are written directly: renaming a file onto them would
+    replace the device. A symbolic link is followed, so its target is written and the link kept.
+    Raises :class:`~robustood.errors.WriteError` for an empty name or a directory.
+    """
+    from .errors import WriteError
+
+    text = os.fspath(target)
+    if not str(text).strip():
+        raise WriteError(repr(text), "empty file name; give a file name")
+    path = Path(text).expanduser()
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise WriteError(path, _write_reason(exc) or str(exc)) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise WriteError(path, "it is a directory; give a file name")
+    absolute = os.path.abspath(path)
+    if (st is not None and not stat.S_ISREG(st.st_mode)) or absolute.startswith(_SPECIAL_DIRS):
+        return path, True
+    real = Path(os.path.realpath(path))
+    if str(real).startswith(_SPECIAL_DIRS):
+        return path, True
+    return real, False
+
+
+def check_writable(target: str | os.PathLike, *, directory: bool = False) -> None:
+    """Fail early, before any work, when ``target`` (a file, or with ``directory`` a folder to
+    write files into) cannot be written: an empty name, a directory given for a file, a file
+    given for a folder, a read-only file system, no permission. Nothing is left behind.
+
+    Raises :class:`RobustoodError` for an empty name or a folder given for a file (and the
+    reverse), :class:`~robustood.errors.WriteError` for the rest.
+    """
+    from .errors import WriteError
+
+    text = os.fspath(target)
+    if not str(text).strip():
+        raise RobustoodError("an output path is empty; give a file or folder name")
+    path = Path(text).expanduser()
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise RobustoodError(f"{str(path)!r} is a file, not a folder to write files into")
+        probe = path
+    else:
+        if path.is_dir():
+            empty = " (an empty name?)" if str(path) == "." else ""
+            raise RobustoodError(f"output {str(path)!r} is a directory{empty}; give a file name")
+        real, direct = write_target(path)
+        if direct:
+            return
+        probe = real.parent
+    while not probe.exists():  # the nearest folder that exists is where new folders would be made
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise WriteError(path, f"{probe} is not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".robustood-check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise WriteError(path, _write_reason(exc) or str(exc)) from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` only on success.
+    """Yield the path a writer should write ``target`` through; on success it becomes ``target``.
 
-    An interrupted or failed write therefore never leaves a half-written file behind.
+    A regular file (new or existing, also through a symbolic link) is written to a temporary
+    file next to it and renamed onto it only on success, so an interrupted or failed write
+    never leaves a half-written file behind; a new file gets the mode the umask allows and an
+    existing one keeps its mode. Special files (``/dev/null``, ``/dev/stdout``, a FIFO) are
+    written directly (see :func:`write_target`). Every failure (full disk, read-only file
+    system, no permission, a directory, an empty name) is raised as one
+    :class:`~robustood.errors.WriteError` naming the file and the reason.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    from .errors import WriteError
+
+    real, direct = write_target(target)
+    shown = Path(os.fspath(target)).expanduser()
+    if direct:
+        try:
+            yield real
+        except WriteError:
+            raise
+        except Exception as exc:
+            reason = _write_reason(exc)
+            if reason is None:
+                raise
+            raise WriteError(shown, reason) from None
+        return
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(os.stat(real).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise WriteError(shown, _write_reason(exc) or str(exc)) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        os.chmod(tmp_path, mode)
+        os.replace(tmp_path, real)
+    except WriteError:
+        raise
+    except Exception as exc:
+        reason = _write_reason(exc)
+        if reason is None:
+            raise
+        raise WriteError(shown, reason) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through :func:`atomic_path` (special files directly)."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+    return Path(target)

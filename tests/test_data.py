@@ -50,7 +50,7 @@ def test_heldout_keeps_first_classes(digits):
         assert int(stack_dataset(split)[1].max()) == 6
     x, y = stack_dataset(b.heldout_test)
     assert (y == -1).all() and len(x) == int(sum(1 for i in range(len(digits.test)) if digits.test[i][1] >= 7))
-    with pytest.raises(RobustoodError, match="between 1 and 9"):
+    with pytest.raises(RobustoodError, match="K from 1 to 8"):
         load_dataset("digits", heldout=10)
 
 

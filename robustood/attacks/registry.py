@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import RobustoodError
 from ..spec import as_bool, as_float, as_int, parse_spec
-from ..utils import parse_eps
+from ..utils import check_seed, parse_eps
 from .base import Attack, _check_targeted, norm_label, parse_norm, resolve_target_class
 from .ddn import DDN
 from .gradient import GradientAttack
@@ -157,7 +157,7 @@ def build_attack(
         random_start=bool(random_start) and info.random_start,
         targeted=tgt,
         backend=backend,
-        seed=_integer(seed, "seed"),
+        seed=check_seed(_integer(seed, "seed")),
         gamma=gamma,
         init_norm=init_norm,
     )

@@ -1,31 +1,68 @@
 """The ``robustood`` command group every command module attaches to.
 
-Library errors become one ``Error:`` line and a non-zero exit code (2 for bad
-input, 1 for missing files or data); no traceback for user mistakes.
+Every error becomes one ``Error:`` line and an exit code from
+:data:`robustood.errors.EXIT_CODES`: 2 for bad usage or input, 1 when the environment
+stopped the work (missing data, an unsafe or unreadable file, a failed write, any other
+``OSError``). No traceback, unless ``ROBUSTOOD_DEBUG=1`` asks for one on an unexpected error.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+
 import click
 
 from .. import __version__
-from ..errors import DatasetUnavailableError, RobustoodError, UnsafeCheckpointError
+from ..errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, EnvironmentFault, RobustoodError
+
+DEBUG_ENV = "ROBUSTOOD_DEBUG"
 
 
 class UserError(click.ClickException):
     """A library error caused by the user's input: one line, exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+class Failure(click.ClickException):
+    """The environment stopped the work (missing data, a failed write …): one line, exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``OSError`` as one line: the file (when known) and the reason."""
+    reason = exc.strerror or _one_line(str(exc)) or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    name = exc.filename if exc.filename is not None else None
+    return f"{name}: {reason}" if name is not None else reason
 
 
 class RobustoodGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except (DatasetUnavailableError, UnsafeCheckpointError) as exc:
-            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except EnvironmentFault as exc:
+            raise Failure(_one_line(str(exc))) from None
         except RobustoodError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(_one_line(str(exc))) from None
+        except OSError as exc:
+            raise Failure(describe_os_error(exc)) from None
+        except MemoryError:
+            raise Failure("out of memory; use a smaller --batch-size or --limit") from None
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise Failure(
+                f"unexpected {type(exc).__name__}: {_one_line(str(exc))} (set {DEBUG_ENV}=1 to see where it happened)"
+            ) from None
 
 
 EPILOG = """\b
@@ -37,7 +74,10 @@ Examples:
   robustood ood --detector msp            MSP against noise and natural images
   robustood defend --defense squeeze      feature squeezing vs the undefended model
   robustood compare                       plain vs adversarially trained: robust accuracy and OOD AUROC
-"""
+
+\b
+Exit codes:
+""" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
 
 
 @click.group(cls=RobustoodGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,7 +16,16 @@ from ..errors import RobustoodError
 from ..names import ATTACKS, BACKENDS, PRECISIONS
 from ..utils import atomic_path, format_eps, parse_eps
 from .app import main
-from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
+from .options import (
+    EpsList,
+    Outputs,
+    check_outputs,
+    common_options,
+    emit,
+    load_model_option,
+    progress_flag,
+    with_logging,
+)
 
 if TYPE_CHECKING:
     from ..attacks import AttackResult
@@ -36,7 +45,7 @@ def _step_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     try:
-        step = parse_eps(value)
+        step = parse_eps(value, what="the step size")
     except RobustoodError as exc:
         raise click.BadParameter(str(exc)) from None
     if step <= 0:
@@ -211,6 +220,7 @@ def attack(
     from ..evaluate import evaluate
     from ..utils import select_device
 
+    check_outputs(out, save_adv, folders=[plots])
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     # validate every attack before any model is trained or loaded
     attacks = [
@@ -255,12 +265,17 @@ def attack(
             extra = {"backend": r.backend} if backend != "native" else {}
             extra.update({"precision": r.precision} if precision != "fp32" else {})
             rows.append({"dataset": bundle.info.key, "model": label, **row, **extra})
+    outputs = Outputs("the attacks finished; only writing the output failed")
     if save_adv is not None:
-        save_adversarial(results, save_adv)
-        click.echo(f"wrote {save_adv}", err=True)
+        with outputs.write():
+            save_adversarial(results, save_adv)
+            click.echo(f"wrote {save_adv}", err=True)
     if plots is not None:
         from ..plots.attacks import plot_attacks
 
-        written = plot_attacks(results, plots, class_names=bundle.info.class_names)
-        click.echo(f"wrote {len(written)} plots to {plots}", err=True)
-    emit(rows, fmt, out, headline=HEADLINE)
+        with outputs.write():
+            written = plot_attacks(results, plots, class_names=bundle.info.class_names)
+            click.echo(f"wrote {len(written)} plots to {plots}", err=True)
+    with outputs.write():
+        emit(rows, fmt, out, headline=HEADLINE)
+    outputs.finish()

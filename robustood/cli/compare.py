@@ -11,7 +11,9 @@ from ..report import write_rendered
 from .app import main
 from .options import (
     EpsList,
+    Outputs,
     cache_dir_option,
+    check_outputs,
     data_options,
     emit,
     output_options,
@@ -163,6 +165,7 @@ def compare(
     from ..train import TrainConfig
     from ..utils import select_device
 
+    check_outputs(out, report_path, store, folders=[plots])
     # attack objects, not spec strings: every eps is used exactly as given
     specs = [
         build_attack(a, eps=e, norm=norm, steps=steps if a != "fgsm" else None, seed=seed)
@@ -189,10 +192,16 @@ def compare(
         data_dir=data_dir,
         download=not no_download,
     )
-    emit(report.wide(None if all_metrics else HEADLINE_METRICS), fmt, out)
+    kept = f"; its units are kept in {store}, so a rerun only writes" if store is not None else ""
+    outputs = Outputs(f"the evaluation finished{kept}; only writing the output failed")
+    with outputs.write():
+        emit(report.wide(None if all_metrics else HEADLINE_METRICS), fmt, out)
     if report_path is not None:
-        write_rendered(report.to_json(), report_path)
-        click.echo(f"wrote {report_path}", err=True)
+        with outputs.write():
+            write_rendered(report.to_json(), report_path)
+            click.echo(f"wrote {report_path}", err=True)
     if plots is not None:
-        for path in report.plot(plots):
-            click.echo(f"wrote {path}", err=True)
+        with outputs.write():
+            for path in report.plot(plots):
+                click.echo(f"wrote {path}", err=True)
+    outputs.finish()

@@ -16,7 +16,16 @@ import click
 from ..names import ZOO
 from ..utils import format_eps
 from .app import main
-from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
+from .options import (
+    EpsList,
+    Outputs,
+    check_outputs,
+    common_options,
+    emit,
+    load_model_option,
+    progress_flag,
+    with_logging,
+)
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -162,6 +171,7 @@ def defend(
     from ..train import TrainConfig
     from ..utils import select_device
 
+    check_outputs(out)
     if threshold is not None and fpr is not None:
         raise click.UsageError("give either --threshold (fixed) or --fpr (calibrated), not both")
     if defense == "distill" and model is not None and model.strip().lower() not in ZOO:
@@ -206,7 +216,10 @@ def defend(
         report = evaluate({key: m for key, (_, _, m) in through.items()}, bundle, **run)
         rows = distillation_rows(report, {key: (lab, how) for key, (lab, how, _) in through.items()}, specs)
     rows = [{"dataset": bundle.info.key, "base_model": label, **r} for r in rows]
-    emit(rows, fmt, out, headline=HEADLINE[defense])
+    outputs = Outputs("the evaluation finished; only writing the output failed")
+    with outputs.write():
+        emit(rows, fmt, out, headline=HEADLINE[defense])
+    outputs.finish()
 
 
 def _value(report: Report, model: str, metric: str, *, attack: str = "", eps: float | None = None, detector=""):

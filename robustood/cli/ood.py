@@ -14,7 +14,7 @@ import click
 
 from ..names import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS
 from .app import main
-from .options import common_options, emit, load_model_option, progress_flag, with_logging
+from .options import Outputs, check_outputs, common_options, emit, load_model_option, progress_flag, with_logging
 
 
 def _detectors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -149,6 +149,7 @@ def ood(
     from ..evaluate import evaluate, ood_result
     from ..utils import select_device
 
+    check_outputs(out, save_scores, folders=[plots])
     heldout = next((int(s.split(":", 1)[1]) for s in ood_specs if s.lower().startswith("heldout:")), 0)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed)
     dev = select_device(device)
@@ -173,12 +174,17 @@ def ood(
     )
     result = ood_result(report, label, keep_scores=keep)
     rows: list[dict[str, Any]] = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
+    outputs = Outputs("the detectors were scored; only writing the output failed")
     if save_scores is not None:
-        result.save_scores(save_scores)
-        click.echo(f"wrote {save_scores}", err=True)
+        with outputs.write():
+            result.save_scores(save_scores)
+            click.echo(f"wrote {save_scores}", err=True)
     if plots is not None:
         from ..plots.ood import plot_ood
 
-        written = plot_ood(result, plots)
-        click.echo(f"wrote {len(written)} plots to {plots}", err=True)
-    emit(rows, fmt, out, headline=HEADLINE)
+        with outputs.write():
+            written = plot_ood(result, plots)
+            click.echo(f"wrote {len(written)} plots to {plots}", err=True)
+    with outputs.write():
+        emit(rows, fmt, out, headline=HEADLINE)
+    outputs.finish()

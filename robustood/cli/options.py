@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import RobustoodError
+from ..errors import RobustoodError, WriteError
 from ..report import FORMATS, render, write_rendered
 from ..utils import parse_eps_list
 
@@ -93,7 +94,11 @@ model_options = _stack(
 
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto.")
 seed_option = click.option(
-    "--seed", type=int, default=0, show_default=True, help="Random seed (data split, init, attacks)."
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Random seed (data split, init, attacks), 0 to 2**32 - 1.",
 )
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 
@@ -178,6 +183,44 @@ def emit(
     else:
         write_rendered(text, out)
         click.echo(f"wrote {out}", err=True)
+
+
+def check_outputs(*files: Path | None, folders: Sequence[Path | None] = ()) -> None:
+    """Refuse output paths that cannot be written before any work starts (see
+    :func:`robustood.utils.check_writable`)."""
+    from ..utils import check_writable
+
+    for path in files:
+        if path is not None:
+            check_writable(path)
+    for path in folders:
+        if path is not None:
+            check_writable(path, directory=True)
+
+
+class Outputs:
+    """The files a command writes after its work is done.
+
+    Each write runs in :meth:`write`; a failed one (full disk, read-only, no permission) does
+    not stop the others, and :meth:`finish` raises the first failure as one
+    :class:`~robustood.errors.WriteError` that says the work itself finished (``done``).
+    """
+
+    def __init__(self, done: str) -> None:
+        self.done = done
+        self.failed: list[WriteError] = []
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        try:
+            yield
+        except WriteError as exc:
+            self.failed.append(exc)
+
+    def finish(self) -> None:
+        if self.failed:
+            others = f"; {len(self.failed) - 1} other output(s) failed too" if len(self.failed) > 1 else ""
+            raise self.failed[0].after(self.done + others)
 
 
 def progress_flag(quiet: bool) -> bool | None:

@@ -11,7 +11,9 @@ from ..names import ZOO
 from ..utils import parse_eps
 from .app import main
 from .options import (
+    Outputs,
     cache_dir_option,
+    check_outputs,
     dataset_options,
     device_option,
     emit,
@@ -206,6 +208,7 @@ def train(
     from ..train import TrainConfig
     from ..utils import select_device
 
+    check_outputs(out, save)
     recipe = _recipe(recipe, adversarial, eps, adv_weight, adv_share, adv_steps, noise, outlier_exposure)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     arch = (arch or default_arch(bundle.info)).lower()
@@ -225,26 +228,34 @@ def train(
         retrain=retrain,
         progress=progress_flag(quiet),
     )
+    outputs = Outputs(f"the model was trained and is cached at {checkpoint}")
     if save is not None:
-        save_checkpoint(
-            model, save, bundle.info, arch, **{k: v for k, v in meta.items() if k not in ("arch", "path", "dataset")}
+        with outputs.write():
+            save_checkpoint(
+                model,
+                save,
+                bundle.info,
+                arch,
+                **{k: v for k, v in meta.items() if k not in ("arch", "path", "dataset")},
+            )
+            checkpoint = save
+    with outputs.write():
+        emit(
+            [
+                {
+                    "dataset": bundle.info.name,
+                    "model": arch,
+                    "recipe": recipe,
+                    "source": "cache" if was_cached else "trained",
+                    "epochs": meta.get("epochs"),
+                    "best_epoch": meta.get("best_epoch"),
+                    "val_accuracy": meta.get("val_accuracy"),
+                    "test_accuracy": meta.get("test_accuracy"),
+                    "train_seconds": meta.get("train_seconds"),
+                    "checkpoint": str(checkpoint),
+                }
+            ],
+            fmt,
+            out,
         )
-        checkpoint = save
-    emit(
-        [
-            {
-                "dataset": bundle.info.name,
-                "model": arch,
-                "recipe": recipe,
-                "source": "cache" if was_cached else "trained",
-                "epochs": meta.get("epochs"),
-                "best_epoch": meta.get("best_epoch"),
-                "val_accuracy": meta.get("val_accuracy"),
-                "test_accuracy": meta.get("test_accuracy"),
-                "train_seconds": meta.get("train_seconds"),
-                "checkpoint": str(checkpoint),
-            }
-        ],
-        fmt,
-        out,
-    )
+    outputs.finish()

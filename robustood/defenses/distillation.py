@@ -52,7 +52,7 @@ def check_temperature(temperature: float) -> float:
     except (TypeError, ValueError):
         raise RobustoodError(f"temperature must be a number > 0, e.g. 20, got {temperature!r}") from None
     if not math.isfinite(t) or t <= 0:
-        raise RobustoodError(f"temperature must be > 0 (Papernot et al. use 20-100), got {temperature}")
+        raise RobustoodError(f"temperature must be a finite number > 0 (Papernot et al. use 20-100), got {temperature}")
     return t
 
 

@@ -36,7 +36,7 @@ from ..data import DatasetBundle, load_dataset
 from ..errors import RobustoodError
 from ..report import Report, Row
 from ..store import ResultStore, provenance
-from ..utils import select_device
+from ..utils import check_seed, select_device
 from .engine import ATTACK_METRICS, CLEAN, OOD_METRICS, Context, ModelRun, fingerprint
 from .plan import AttackPass, Plan, make_plan
 
@@ -179,6 +179,7 @@ def evaluate(
         raise RobustoodError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not (isinstance(keep, bool) or (isinstance(keep, int) and keep >= 0)):
         raise RobustoodError(f"keep must be a number of inputs ≥ 0 (or True for all), got {keep!r}")
+    seed = check_seed(seed)
     if precision not in PRECISIONS:
         raise RobustoodError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dev = select_device(device)
@@ -273,7 +274,9 @@ def run_attack(
     """
     from ..attacks.metrics import precision_context
 
-    dev = torch.device(device)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RobustoodError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = select_device(device)
     if isinstance(dataset, DatasetBundle):
         data, names = dataset.test, list(class_names or dataset.info.class_names)
     else:
@@ -324,6 +327,8 @@ def run_ood(
     :class:`~robustood.detectors.OODResult` (rows ``detector, ood_set, auroc, aupr_in,
     aupr_out, fpr_at_95_tpr, detection_accuracy, id_accuracy, n_id, n_ood``).
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise RobustoodError(f"batch_size must be a positive integer, got {batch_size!r}")
     detectors = list(detectors)
     if not detectors:
         raise RobustoodError("no detector given; use e.g. msp, maxlogit, energy")

@@ -19,7 +19,7 @@ from ..store import ResultStore
 from .passes import CleanOutputs, attack_pass, clean_pass, score_pass
 from .plan import AttackPass, Plan
 
-__all__ = ["ATTACK_METRICS", "CLEAN", "OOD_METRICS", "Context", "ModelRun", "fingerprint"]
+__all__ = ["ATTACK_METRICS", "CLEAN", "OOD_METRICS", "Context", "ModelRun", "fingerprint", "weights_fingerprint"]
 
 CLEAN = "test"
 """The input set name of the clean ID test split in report rows."""
@@ -44,6 +44,23 @@ def fingerprint(*parts: Any) -> str:
     """A short stable hash of ``parts`` (their ``str``), naming a configuration in store keys."""
     text = json.dumps([str(p) for p in parts], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's weights and buffers (names, dtypes, shapes, values).
+
+    Stored units are keyed by it, so a model file changed in place (same path, other
+    weights) is evaluated again instead of being given the old model's rows.
+    """
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        if t.device.type != "meta":
+            h.update(t.cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,7 @@ class ModelRun:
 
     def __init__(self, label: str, model: nn.Module, bundle: DatasetBundle, plan: Plan, ctx: Context) -> None:
         self.label, self.model, self.bundle, self.plan, self.ctx = label, model, bundle, plan, ctx
+        self.weights = weights_fingerprint(model)
         self._clean: CleanOutputs | None = None
         self._detectors: list[Any] | None = None
         self._labels: list[str] = []
@@ -138,7 +156,7 @@ class ModelRun:
 
     # ------------------------------------------------------------------ rows and the store
     def _unit(self, name: str) -> str:
-        return f"{self.ctx.prefix}|{self.label}|{name}"
+        return f"{self.ctx.prefix}|{self.label}|{self.weights}|{name}"
 
     def _stored(self, unit: str) -> list[Row] | None:
         return None if self.ctx.artifacts else self.ctx.store.get(self._unit(unit))

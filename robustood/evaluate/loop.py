@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from ..data import conform_images
 from ..errors import RobustoodError
-from ..inference import iter_batches
+from ..inference import check_images, iter_batches
 
-__all__ = ["Batch", "batches", "synchronize"]
+__all__ = ["Batch", "batches", "check_images", "synchronize"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def batches(
     )
     start = 0
     for x, y in bar:
+        check_images(x, start)
         if shape is not None and tuple(x.shape[1:]) != tuple(shape):
             x = conform_images(x, shape)
         x = x.to(device, non_blocking=True).float()

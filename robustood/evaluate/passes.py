@@ -82,6 +82,26 @@ class ScoreSink:
         return {lab: torch.cat(p) if p else torch.empty(0) for lab, p in zip(self.labels, self._parts, strict=True)}
 
 
+def check_logits(logits: torch.Tensor, what: str = "the model's outputs") -> torch.Tensor:
+    """Float logits ``B×K`` that are all finite, as float32; else a clear :class:`RobustoodError`."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise IncompatibleModelError(f"{what} must be logits of shape B×classes, got {shape}")
+    if not logits.is_floating_point():
+        raise IncompatibleModelError(
+            f"{what} are {str(logits.dtype).replace('torch.', '')}, not float logits; return the scores before argmax"
+        )
+    if not bool(torch.isfinite(logits).all()):
+        raise RobustoodError(f"{what} hold NaN or Inf values; check the model's weights (a diverged training?)")
+    return logits.float()
+
+
+def _check_scores(scores: Sequence[torch.Tensor], labels: Sequence[str]) -> None:
+    for lab, s in zip(labels, scores, strict=False):
+        if isinstance(s, torch.Tensor) and s.is_floating_point() and not bool(torch.isfinite(s).all()):
+            raise RobustoodError(f"detector {lab} gave NaN or Inf scores; check the model's outputs and the inputs")
+
+
 def _check_outputs(logits: torch.Tensor, y: torch.Tensor, class_names: Sequence[str] | None) -> None:
     k = int(logits.shape[1])
     if class_names is not None and k != len(class_names):
@@ -142,11 +162,13 @@ def clean_pass(
         for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
             if detectors:
                 scores, logits = _score(model, b.x, detectors)
-                sink.update(scores)
             else:
                 logits = model(b.x)
-            logits = logits.float()
+            logits = check_logits(logits)
             _check_outputs(logits, b.y, class_names)
+            if detectors:
+                _check_scores(scores, labels)
+                sink.update(scores)
             pred = logits.argmax(1)
             if tally is not None:
                 tally.update(model, b.x, b.y, logits, pred)
@@ -172,7 +194,10 @@ def score_pass(
     """Every detector's scores (CPU float32) over an input set whose labels are not needed."""
     sink = ScoreSink(labels)
     for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
-        scores, _ = _score(model, b.x, detectors)
+        scores, logits = _score(model, b.x, detectors)
+        if logits is not None:
+            check_logits(logits)
+        _check_scores(scores, labels)
         sink.update(scores)
     return sink.result()
 
@@ -224,14 +249,23 @@ def attack_pass(
     t0 = time.perf_counter()
     for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
         logits = clean_logits[b.start : b.start + len(b)].to(device, non_blocking=True)
-        out = attack.generate(model, b.x, b.y, **seeded)
+        try:
+            out = attack.generate(model, b.x, b.y, **seeded)
+        except RuntimeError as exc:
+            if "does not require grad" not in str(exc) and "does not have a grad_fn" not in str(exc):
+                raise
+            raise IncompatibleModelError(
+                "the model's outputs carry no gradient with respect to its input (a torch.no_grad() or "
+                ".detach() in forward?); gradient attacks need one"
+            ) from None
         with torch.no_grad():
             if detectors:
                 scores, logits_adv = _score(model, out.x_adv, detectors)
+                _check_scores(scores, labels)
                 sink.update(scores)
             else:
                 logits_adv = model(out.x_adv)
-            logits_adv = logits_adv.float()
+            logits_adv = check_logits(logits_adv, "the model's outputs on adversarial inputs")
             metrics.update(b.x, b.y, logits, out, logits_adv)
             if tally is not None:
                 tally.update(model, out.x_adv, b.y, logits_adv, logits.argmax(1))

@@ -12,7 +12,17 @@ from ..data import DatasetInfo
 from ..errors import IncompatibleModelError, RobustoodError
 from . import nets
 
-__all__ = ["ZOO", "Classifier", "Normalize", "ZooEntry", "build_model", "check_compatible", "default_arch"]
+__all__ = [
+    "ZOO",
+    "Classifier",
+    "Normalize",
+    "ZooEntry",
+    "build_model",
+    "check_compatible",
+    "check_gradients",
+    "check_weights",
+    "default_arch",
+]
 
 
 class Normalize(nn.Module):
@@ -91,6 +101,7 @@ def build_model(arch: str, info: DatasetInfo) -> Classifier:
 @torch.no_grad()
 def check_compatible(model: nn.Module, info: DatasetInfo, device: torch.device | str = "cpu") -> None:
     """Run one dummy batch; raise :class:`IncompatibleModelError` unless it gives ``B×num_classes`` logits."""
+    check_weights(model)
     was_training = model.training
     model.eval()
     try:
@@ -107,4 +118,42 @@ def check_compatible(model: nn.Module, info: DatasetInfo, device: torch.device |
         raise IncompatibleModelError(
             f"the model outputs {shape} for a batch of 2, but {info.name} has {info.num_classes} classes "
             f"(expected logits of shape (2, {info.num_classes}))"
+        )
+    if not out.is_floating_point():
+        raise IncompatibleModelError(
+            f"the model outputs {str(out.dtype).replace('torch.', '')} values, not float logits; "
+            "return the class scores (logits) before any argmax or rounding"
+        )
+    if out.device.type == "meta":
+        raise IncompatibleModelError("the model's outputs are on the meta device (no data); load real weights first")
+
+
+def check_weights(model: nn.Module) -> None:
+    """Refuse weights robustood cannot run on float32 images: on the meta device, or float64 / half."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.device.type == "meta":
+            raise IncompatibleModelError(
+                f"the model's weight {name} is on the meta device (it holds no data); load real weights first"
+            )
+        if t.is_floating_point() and t.dtype != torch.float32:
+            raise IncompatibleModelError(
+                f"the model's weight {name} is {str(t.dtype).replace('torch.', '')}, but robustood feeds float32 "
+                "images in [0, 1]: convert the model with model.float()"
+            )
+
+
+def check_gradients(model: nn.Module, info: DatasetInfo, device: torch.device | str = "cpu") -> None:
+    """Refuse a model whose outputs carry no gradient with respect to its input (attacks need it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            x = torch.zeros((2, *info.input_shape), device=device, requires_grad=True)
+            out = model(x)
+    finally:
+        model.train(was_training)
+    if not (isinstance(out, torch.Tensor) and out.requires_grad):
+        raise IncompatibleModelError(
+            "the model's outputs carry no gradient with respect to its input (a torch.no_grad() or "
+            ".detach() in forward?); gradient attacks need one"
         )
