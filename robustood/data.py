@@ -525,13 +525,14 @@ def _file_list_fingerprint(root: Path, files: Sequence[Path]) -> str:
 MIN_IMAGEFOLDER_IMAGES = 3
 
 
-def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> DatasetBundle:
+def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32, ood: bool = False) -> DatasetBundle:
     """A folder of class sub-folders (e.g. Animals-10), images resized to ``image_size``².
 
     Uses ``PATH/train`` and ``PATH/test`` when both exist (classes matched by folder name;
     a test class unseen in training is refused), else a fixed 80/20 split. Every image is
     decoded once when the folder is loaded: unreadable files (damaged, truncated, not an
-    image) are skipped with a warning that names them. At least two classes are required.
+    image) are skipped with a warning that names them. At least two classes are required,
+    except for an OOD source (``ood=True``): its ``test`` split is then every readable image.
     """
     import warnings
 
@@ -557,6 +558,17 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> Dataset
         )
     names = sorted(train_classes)
     where = root / "train" if split else root
+    if ood:  # OOD images: labels do not matter, one class folder is enough; the same split as for ID data
+        chosen = test_classes if split else train_classes
+        samples = [(str(p), 0) for c in sorted(chosen) for p in chosen[c]]
+        if not samples:
+            raise RobustoodError(f"imagefolder: {root} holds no readable images in class sub-folders")
+        full = ImageFiles(samples, ["ood"], tf)
+        if not split:
+            perm = np.random.default_rng(0).permutation(len(full))
+            full = Subset(full, sorted(perm[: max(1, len(full) // 5)].tolist()))  # type: ignore[assignment]
+        info = DatasetInfo(f"imagefolder:{root}", (3, image_size, image_size), ("ood",), IMAGENET_MEAN, IMAGENET_STD)
+        return DatasetBundle(info, full, full, full)
     if len(names) < 2:
         found = f"one class ({names[0]})" if names else "no class sub-folder with readable images"
         raise RobustoodError(
@@ -662,9 +674,13 @@ def load_ood(
         assert ds is not None
         return ds if n is None or n >= len(ds) else Subset(ds, range(n))  # type: ignore[arg-type]
     if key in DATASETS or key.startswith("imagefolder:"):
-        other = load_dataset(spec, root=root, download=download)
-        test = other.test
-        if key == "cifar100" and bundle.info.name == "cifar10":
+        if key.startswith("imagefolder:"):  # OOD images: one class folder is enough, every image is used
+            test = _load_imagefolder(spec.strip().split(":", 1)[1], ood=True).test
+            other = None
+        else:
+            other = load_dataset(spec, root=root, download=download)
+            test = other.test
+        if key == "cifar100" and bundle.info.name == "cifar10" and other is not None:
             names = other.info.class_names
             drop = [names.index(c) for c in CIFAR100_OVERLAP_WITH_CIFAR10 if c in names]
             test = Subset(test, np.flatnonzero(~np.isin(_targets(test), drop)).tolist())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import numbers
 import time
 import warnings
 from collections.abc import Callable
@@ -55,10 +56,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise RobustoodError(f"{name} must be a whole number, got {value!r}")
+        if self.patience is not None and (
+            isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral)
+        ):
+            raise RobustoodError(f"patience must be a whole number (or None), got {self.patience!r}")
         if self.epochs < 1:
             raise RobustoodError(f"epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise RobustoodError(f"lr must be positive, got {self.lr}")
+        if not isinstance(self.lr, numbers.Real) or not 0 < self.lr < float("inf"):
+            raise RobustoodError(f"lr must be a finite positive number, got {self.lr}")
+        if not isinstance(self.weight_decay, numbers.Real) or not 0 <= self.weight_decay < float("inf"):
+            raise RobustoodError(f"weight_decay must be a finite number ≥ 0, got {self.weight_decay}")
         if self.batch_size < 1:
             raise RobustoodError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.optimizer not in ("adam", "sgd"):

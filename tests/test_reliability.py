@@ -576,7 +576,7 @@ def test_cause18_messages_name_the_real_problem_and_exit_codes_are_documented(ru
     with pytest.raises(RobustoodError, match="finite"):
         parse_model_spec("distill:inf")
     result = runner.invoke(main, ["attack", "--step-size", "-1", *FAST])
-    assert result.exit_code == 2 and "step size" in _error_line(result) and "eps must" not in result.output
+    assert result.exit_code == 2 and "step size must" in _error_line(result) and "eps must" not in result.output
     # one definition of the exit codes: the code, --help, the README and the CLI docs agree
     help_text = runner.invoke(main, ["--help"]).output
     root = Path(__file__).resolve().parents[1]
@@ -598,3 +598,59 @@ def test_no_warning_or_error_for_a_plain_run(tmp_path, runner, checkpoint):
         result = runner.invoke(main, ["attack", "-m", str(checkpoint), *FAST, "--format", "json", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())[0]["attack"] == "fgsm-linf"
+
+
+def test_cause16_library_misuse_is_one_clear_error(digits, digits_model, tmp_path):
+    from robustood.train import TrainConfig as Config
+
+    bundle = digits.limited(20)
+    x, y = stack_dataset(bundle.test)
+    calls = [
+        lambda: evaluate(None, bundle),
+        lambda: evaluate(123, bundle),
+        lambda: evaluate({"m": digits_model}, bundle, detectors=["msp"], ood={"x": 5}),
+        lambda: evaluate({"m": digits_model}, bundle, limit=2.5),
+        lambda: evaluate(["plain"], bundle, config=5),
+        lambda: run_attack(digits_model, (x[:, 0], y), "fgsm:2/255"),
+        lambda: run_attack(digits_model, (x, y[:-1]), "fgsm:2/255"),
+        lambda: run_attack(digits_model, (x.expand(-1, 3, -1, -1), y), "fgsm:2/255"),
+        lambda: Config(epochs=2.5),
+        lambda: Config(lr=float("inf")),
+        lambda: evaluate({"m": digits_model}, bundle).plot(tmp_path / "file"),
+    ]
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    for call in calls:
+        with pytest.raises(RobustoodError):
+            call()
+    assert run_attack(digits_model, (x, y), "fgsm:2/255").clean_accuracy > 0.8  # spec strings work too
+
+
+def test_cause05_an_ood_image_folder_may_hold_one_class(tmp_path, digits, digits_model):
+    _folder(tmp_path / "outliers" / "train", {"things": 120})
+    _folder(tmp_path / "outliers" / "test", {"things": 30})
+    report = evaluate(
+        {"m": digits_model},
+        digits.limited(20),
+        detectors=["msp"],
+        ood=[f"imagefolder:{tmp_path / 'outliers'}"],
+        progress=False,
+    )
+    assert 0 <= report.value("m", "auroc") <= 1
+
+
+def test_cause17_warnings_on_the_command_line_are_one_line(tmp_path, checkpoint):
+    import subprocess
+    import sys
+
+    store = tmp_path / "study.jsonl"
+    store.write_bytes(b"\xff\xfe not utf-8\n\x00\x01\n")
+    args = ["compare", "-m", str(checkpoint), "--attack", "none", "--detector", "none", "-q", "--limit", "20"]
+    code = "import sys; from robustood.cli import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args, "--store", str(store)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "study.jsonl" in line]
+    assert len(warning) == 1 and warning[0].startswith("Warning:"), result.stderr
+    assert "ResultStore(" not in result.stderr

@@ -45,7 +45,7 @@ def _step_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     try:
-        step = parse_eps(value, what="the step size")
+        step = parse_eps(value, what="step size")
     except RobustoodError as exc:
         raise click.BadParameter(str(exc)) from None
     if step <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,7 +154,7 @@ def load_model_option(
     (:func:`robustood.resolve.model_label`)."""
     from ..resolve import model_label, resolve_model
 
-    spec = (model or "plain").strip()
+    spec = "plain" if model is None else model.strip()
     net, meta = resolve_model(spec, bundle, seed=seed, device=device, cache=cache, progress=progress)
     return net, meta, model_label(spec, meta)
 
@@ -228,10 +229,18 @@ def progress_flag(quiet: bool) -> bool | None:
     return False if quiet else None
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"Warning: {message}\n"
+
+
 def with_logging(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return fn(*args, **kwargs)
+        previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning  # one line, no source
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            warnings.formatwarning = previous
 
     return wrapper

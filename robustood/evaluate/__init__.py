@@ -21,11 +21,12 @@ call with the same seed on CPU gives identical numbers.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, is_dataclass, replace
 from typing import Any
 
 import torch
@@ -72,6 +73,10 @@ def _labelled(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike])
     else:
         if isinstance(models, (str, os.PathLike, nn.Module)):
             models = [models]
+        if not isinstance(models, Sequence):
+            raise RobustoodError(
+                f"models must be a model spec, an nn.Module, or a list or dict of them, got {type(models).__name__}"
+            )
         out = {}
         for i, m in enumerate(models):
             label = f"model{i}" if isinstance(m, nn.Module) else str(m).strip()
@@ -180,6 +185,14 @@ def evaluate(
     if not (isinstance(keep, bool) or (isinstance(keep, int) and keep >= 0)):
         raise RobustoodError(f"keep must be a number of inputs ≥ 0 (or True for all), got {keep!r}")
     seed = check_seed(seed)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise RobustoodError(f"limit must be a positive number of images, got {limit!r}")
+    if ood_size is not None and (
+        isinstance(ood_size, bool) or not isinstance(ood_size, numbers.Integral) or ood_size < 1
+    ):
+        raise RobustoodError(f"ood_size must be a positive number of images, got {ood_size!r}")
+    if config is not None and not is_dataclass(config):
+        raise RobustoodError(f"config must be a robustood.train.TrainConfig, got {type(config).__name__}")
     if precision not in PRECISIONS:
         raise RobustoodError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dev = select_device(device)
@@ -280,8 +293,23 @@ def run_attack(
     if isinstance(dataset, DatasetBundle):
         data, names = dataset.test, list(class_names or dataset.info.class_names)
     else:
-        data = TensorDataset(*dataset) if isinstance(dataset, tuple) else dataset
+        if isinstance(dataset, tuple):
+            if len(dataset) != 2 or not all(isinstance(t, torch.Tensor) for t in dataset):
+                raise RobustoodError("give the inputs as a tuple (images, labels) of tensors")
+            x, y = dataset
+            if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
+                raise RobustoodError(
+                    f"images must be B×C×H×W with one label each, got images {tuple(x.shape)} and labels "
+                    f"{tuple(y.shape)}"
+                )
+            data = TensorDataset(x, y)
+        else:
+            data = dataset
         names = list(class_names) if class_names is not None else None
+    if isinstance(attack, str):
+        from ..attacks import parse_attack_spec
+
+        attack = parse_attack_spec(attack)
     if hasattr(attack, "with_class_names") and names is not None:
         attack = attack.with_class_names(names)
     n_keep = (len(data) if keep is True else int(keep)) if keep else 0  # type: ignore[arg-type]

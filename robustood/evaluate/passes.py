@@ -160,10 +160,18 @@ def clean_pass(
     n = correct = 0
     with torch.no_grad():
         for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
-            if detectors:
-                scores, logits = _score(model, b.x, detectors)
-            else:
-                logits = model(b.x)
+            try:
+                if detectors:
+                    scores, logits = _score(model, b.x, detectors)
+                else:
+                    logits = model(b.x)
+            except RuntimeError as exc:  # the first pass over the data: shapes that do not fit show here
+                if "out of memory" in str(exc).lower():
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise IncompatibleModelError(
+                    f"the model fails on input images of shape {tuple(b.x.shape[1:])} (C×H×W): {first[:200]}"
+                ) from None
             logits = check_logits(logits)
             _check_outputs(logits, b.y, class_names)
             if detectors:

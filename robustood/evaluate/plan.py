@@ -112,6 +112,8 @@ def _ood_sets(
             adv.append(name)
             continue
         ds = ds if ds is not None else load_ood(name, bundle, n=n, seed=seed, root=root, download=download)
+        if not hasattr(ds, "__len__"):
+            raise RobustoodError(f"OOD set {name!r} must be a dataset of images, got {type(ds).__name__}")
         if len(ds) == 0:  # type: ignore[arg-type]
             raise RobustoodError(f"OOD set {name!r} has zero samples; give it at least one image")
         plain[name] = ds

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from ..errors import RobustoodError
-from . import save_figure
+from . import output_dir, save_figure
 
 if TYPE_CHECKING:
     from ..detectors.run import OODResult
@@ -37,8 +37,7 @@ def plot_ood(result: OODResult, directory: str | Path) -> list[Path]:
     """
     if result.scores is None:
         raise RobustoodError("plots need the per-sample scores; call run_ood(..., keep_scores=True)")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_dir(directory)
     metrics = {(r["detector"], r["ood_set"]): r for r in result.rows}
     sets = [s for s in result.scores if s != _ID]
     written: list[Path] = []

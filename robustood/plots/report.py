@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 
-from . import save_figure
+from . import output_dir, save_figure
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def plot_report(report: Report, directory: Path) -> list[Path]:
     """Write ``robust_accuracy_vs_eps.png`` and ``ood_auroc.png`` (where the report has such rows)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = output_dir(directory)
     written: list[Path] = []
     curves: dict[tuple[str, str], dict[float, float]] = defaultdict(dict)
     for r in report.rows:
