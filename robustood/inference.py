@@ -86,7 +86,10 @@ def predict_logits(
     """Logits of every input (CPU, float32) and the labels, in dataset order."""
     model.eval()
     logits, labels = [], []
+    seen = 0
     for x, y in iter_batches(ds, batch_size):
+        check_images(x, seen)
+        seen += len(x)
         logits.append(model(x.to(device, non_blocking=True)).float().cpu())
         labels.append(y)
     if not logits:

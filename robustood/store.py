@@ -26,6 +26,9 @@ from .report import Row, _row
 __all__ = ["ResultStore", "provenance"]
 
 
+_RECORD_START = b'{"unit": '
+
+
 class ResultStore:
     """Rows of finished units, keyed by a string that names the unit and its configuration."""
 
@@ -56,8 +59,11 @@ class ResultStore:
                 rec = json.loads(raw.decode("utf-8"))
                 self._done[rec["unit"]] = [_row(d) for d in rec["rows"]]
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-                skipped += 1  # a torn line from an interrupted write, or not a store line: recomputed
-        if skipped and (skipped > 1 or not self._done):
+                # a torn line from an interrupted write is expected and silently recomputed;
+                # anything else (another program's file, damaged bytes) is worth a warning
+                torn = raw.startswith(_RECORD_START) or _RECORD_START.startswith(raw)
+                skipped += 0 if torn else 1
+        if skipped:
             warnings.warn(
                 f"the store {path} has {skipped} unreadable line(s) (not robustood results, or damaged); "
                 "they are ignored and their units recomputed",

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import NotFittedError, RobustoodError
-from ..inference import iter_batches
+from ..inference import check_images, iter_batches
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -122,11 +122,12 @@ def batches(
     data: Dataset | DataLoader | Iterable, batch_size: int = 256
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(x, y)`` batches of a dataset (CPU, sliced in order) or of a loader as it comes."""
-    if isinstance(data, Dataset):
-        yield from iter_batches(data, batch_size)
-    else:
-        for x, y in data:
-            yield x, torch.as_tensor(y)
+    start = 0
+    source = iter_batches(data, batch_size) if isinstance(data, Dataset) else data
+    for x, y in source:
+        check_images(x, start)
+        start += len(x)
+        yield x, torch.as_tensor(y)
 
 
 @torch.no_grad()
