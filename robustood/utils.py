@@ -271,9 +271,10 @@ def write_target(target: str | os.PathLike) -> tuple[Path, bool]:
     return real, False
 
 
-def check_writable(target: str | os.PathLike, *, directory: bool = False) -> None:
+def check_writable(target: str | os.PathLike, *, directory: bool = False, append: bool = False) -> None:
     """Fail early, before any work, when ``target`` (a file, or with ``directory`` a folder to
-    write files into) cannot be written: an empty name, a directory given for a file, a file
+    write files into; with ``append`` a file appended to in place, such as a result store)
+    cannot be written: an empty name, a directory given for a file, a file
     given for a folder, a read-only file system, no permission. Nothing is left behind.
 
     Raises :class:`RobustoodError` for an empty name or a folder given for a file (and the
@@ -295,6 +296,13 @@ def check_writable(target: str | os.PathLike, *, directory: bool = False) -> Non
             raise RobustoodError(f"output {str(path)!r} is a directory{empty}; give a file name")
         real, direct = write_target(path)
         if direct:
+            return
+        if append and real.is_file():
+            try:
+                with open(real, "ab"):
+                    pass
+            except OSError as exc:
+                raise WriteError(path, _write_reason(exc) or str(exc)) from None
             return
         probe = real.parent
     while not probe.exists():  # the nearest folder that exists is where new folders would be made

@@ -654,3 +654,21 @@ def test_cause17_warnings_on_the_command_line_are_one_line(tmp_path, checkpoint)
     warning = [line for line in result.stderr.splitlines() if "study.jsonl" in line]
     assert len(warning) == 1 and warning[0].startswith("Warning:"), result.stderr
     assert "ResultStore(" not in result.stderr
+
+
+def test_cause07_a_store_in_a_read_only_folder_is_still_appended_to(tmp_path, runner, checkpoint, monkeypatch):
+    import tempfile
+
+    store = tmp_path / "study.jsonl"
+    store.write_text("")
+    args = ["compare", "-m", str(checkpoint), "--attack", "none", "--detector", "none", "-q", "--limit", "20"]
+
+    def no_new_files(*a, **k):  # the folder takes no new files; the store itself is writable
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_new_files)
+    result = runner.invoke(main, [*args, "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert len(ResultStore(store)) == 1
+    result = runner.invoke(main, [*args, "--store", str(store), "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 1 and "r.json" in _error_line(result)

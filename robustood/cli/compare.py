@@ -165,7 +165,7 @@ def compare(
     from ..train import TrainConfig
     from ..utils import select_device
 
-    check_outputs(out, report_path, store, folders=[plots])
+    check_outputs(out, report_path, folders=[plots], appended=[store])
     # attack objects, not spec strings: every eps is used exactly as given
     specs = [
         build_attack(a, eps=e, norm=norm, steps=steps if a != "fgsm" else None, seed=seed)

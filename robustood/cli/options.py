@@ -186,7 +186,9 @@ def emit(
         click.echo(f"wrote {out}", err=True)
 
 
-def check_outputs(*files: Path | None, folders: Sequence[Path | None] = ()) -> None:
+def check_outputs(
+    *files: Path | None, folders: Sequence[Path | None] = (), appended: Sequence[Path | None] = ()
+) -> None:
     """Refuse output paths that cannot be written before any work starts (see
     :func:`robustood.utils.check_writable`)."""
     from ..utils import check_writable
@@ -197,6 +199,9 @@ def check_outputs(*files: Path | None, folders: Sequence[Path | None] = ()) -> N
     for path in folders:
         if path is not None:
             check_writable(path, directory=True)
+    for path in appended:
+        if path is not None:
+            check_writable(path, append=True)
 
 
 class Outputs:
