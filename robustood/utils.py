@@ -235,6 +235,14 @@ def _write_reason(exc: BaseException) -> str | None:
 
 
 def _umask() -> int:
+    """The process umask: read from ``/proc`` where it is shown (no change, so thread-safe), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
