@@ -213,7 +213,7 @@ def test_cause06_special_files_are_written_directly_and_symlinks_followed(tmp_pa
         with open(fifo, "rb") as fh:
             got.append(fh.read())
 
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     write_rendered("through the pipe\n", fifo)
     reader.join(10)
