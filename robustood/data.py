@@ -17,10 +17,12 @@ labels are negative) and always come in the ID images' shape.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +38,8 @@ __all__ = [
     "DatasetBundle",
     "DatasetInfo",
     "OODDataset",
+    "as_bundle",
+    "as_ood_dataset",
     "catalogue",
     "conform_images",
     "data_dir",
@@ -45,6 +49,7 @@ __all__ = [
 ]
 
 DATA_ENV = "ROBUSTOOD_DATA_DIR"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,186 @@ class DatasetBundle:
             return Subset(ds, range(limit))
 
         return replace(self, test=cut(self.test), heldout_test=cut(self.heldout_test))
+
+    def with_num_classes(self, num_classes: int | None) -> DatasetBundle:
+        """The same bundle for a model with ``num_classes`` outputs, at least the dataset's classes
+        (the extra classes are named by their index; labels stay the dataset's indices)."""
+        if num_classes is None or num_classes == self.info.num_classes:
+            return self
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < self.info.num_classes:
+            raise RobustoodError(
+                f"num_classes must be an integer of at least the dataset's {self.info.num_classes} classes, "
+                f"got {num_classes!r}"
+            )
+        names = self.info.class_names
+        extra = tuple(str(i) for i in range(len(names), num_classes))
+        return replace(self, info=replace(self.info, class_names=(*names, *extra)))
+
+    @classmethod
+    def from_tensors(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        train: tuple[torch.Tensor, torch.Tensor] | None = None,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> DatasetBundle:
+        """A bundle whose test split is images ``x`` (``N×C×H×W`` float in [0, 1]) and labels ``y`` (``N``).
+
+        ``train`` / ``val`` are optional ``(x, y)`` splits (detectors that need fitting, e.g.
+        ``knn``, fit on ``train``; thresholds are calibrated on ``val``). The classes are
+        ``class_names``, else ``num_classes``, else the largest label + 1 over the splits.
+        ``name`` (default: ``tensors-<hash>`` of the data) names the set in reports and caches.
+        """
+
+        def pair(xy: Any, what: str) -> TensorDataset:
+            if not isinstance(xy, (tuple, list)) or len(xy) != 2:
+                raise RobustoodError(f"{what} must be a pair (images, labels) of tensors")
+            xs, ys = (torch.as_tensor(v) for v in xy)
+            if xs.dim() != 4:
+                raise RobustoodError(f"{what} images must be N×C×H×W, got shape {tuple(xs.shape)}")
+            if ys.dim() != 1 or len(ys) != len(xs):
+                raise RobustoodError(f"{what} labels must be N = {len(xs)} class indices, got shape {tuple(ys.shape)}")
+            if ys.dtype.is_floating_point and not bool((ys == ys.round()).all()):
+                raise RobustoodError(f"{what} labels must be class indices (integers), not {ys.dtype} scores")
+            xs = xs.float()
+            if xs.numel() and (float(xs.min()) < 0 or float(xs.max()) > 1):
+                raise RobustoodError(
+                    f"{what} images must be in [0, 1] (got values in [{float(xs.min()):.3g}, {float(xs.max()):.3g}]); "
+                    "normalisation belongs to the model (normalize=)"
+                )
+            return TensorDataset(xs, ys.long())
+
+        test = pair((x, y), "test data")
+        splits = {k: pair(v, f"{k} data") if v is not None else None for k, v in (("train", train), ("val", val))}
+        if name is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for ds in (test, *(d for d in splits.values() if d is not None)):
+                h.update(str(tuple(ds.tensors[0].shape)).encode())
+                h.update(ds.tensors[1].numpy().tobytes())
+                h.update(ds.tensors[0].double().sum().numpy().tobytes())
+            name = f"tensors-{h.hexdigest()[:8]}"
+        return cls.from_datasets(
+            test, train=splits["train"], val=splits["val"], num_classes=num_classes, class_names=class_names, name=name
+        )
+
+    @classmethod
+    def from_datasets(
+        cls,
+        test: Dataset,
+        *,
+        train: Dataset | None = None,
+        val: Dataset | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        name: str | None = None,
+    ) -> DatasetBundle:
+        """A bundle from map-style datasets of ``(image, label)`` pairs, images ``C×H×W`` in [0, 1]
+        (e.g. ``torchvision.datasets.ImageFolder(..., transform=ToTensor())``); a ``DataLoader``
+        stands for its ``.dataset``.
+
+        Missing ``train`` / ``val`` splits are empty. The classes are ``class_names``, else the
+        test set's ``classes`` attribute, else ``num_classes``, else the largest label + 1.
+        ``mean`` / ``std`` (default: measured on up to 1,000 training, else test, images) are what
+        a zoo model trained on this bundle normalises with.
+        """
+        test, train, val = (_map_style(d, what) for d, what in ((test, "test"), (train, "train"), (val, "val")))
+        assert test is not None
+        if len(test) == 0:  # type: ignore[arg-type]
+            raise RobustoodError("the test data has zero samples")
+        first = test[0]
+        if not isinstance(first, (tuple, list)) or len(first) < 2 or not isinstance(first[0], torch.Tensor):
+            raise RobustoodError(
+                f"a dataset must yield (image tensor C×H×W, label) pairs, got {type(first).__name__}; "
+                "add transform=ToTensor() (torchvision) or wrap it"
+            )
+        shape = tuple(int(v) for v in first[0].shape)
+        if len(shape) != 3:
+            raise RobustoodError(f"images must be C×H×W, got shape {shape}")
+        empty = TensorDataset(torch.empty((0, *shape)), torch.empty(0, dtype=torch.long))
+        train = train if train is not None else empty
+        val = val if val is not None else empty
+        if class_names is None:
+            classes = getattr(test, "classes", None)
+            if classes and (num_classes is None or len(classes) == num_classes):
+                class_names = [str(c) for c in classes]
+        if class_names is None:
+            if num_classes is None:
+                top = max(int(_targets(d).max()) if len(d) else -1 for d in (test, train, val))  # type: ignore[arg-type]
+                num_classes = top + 1
+            class_names = [str(i) for i in range(num_classes)]
+        if num_classes is not None and len(class_names) != num_classes:
+            raise RobustoodError(f"{len(class_names)} class names for num_classes={num_classes}")
+        if len(class_names) < 1:
+            raise RobustoodError("the data needs at least one class")
+        if mean is None or std is None:
+            source = train if len(train) else test  # type: ignore[arg-type]
+            sample = torch.stack([source[i][0] for i in range(min(1000, len(source)))]).float()  # type: ignore[arg-type]
+            mean = sample.mean(dim=(0, 2, 3)).tolist()
+            std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+        if name is None:
+            name = f"data-{type(test).__name__.lower()}{len(test)}"  # type: ignore[arg-type]
+        info = DatasetInfo(name, shape, tuple(class_names), tuple(mean), tuple(std))  # type: ignore[arg-type]
+        return cls(info, train, val, test)
+
+
+def _map_style(data: Any, what: str) -> Dataset | None:
+    """A map-style dataset for a ``Dataset``, a ``DataLoader`` (its dataset) or ``None``."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if data is None:
+        return None
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    if isinstance(data, IterableDataset) or not isinstance(data, Dataset) or not hasattr(data, "__len__"):
+        raise RobustoodError(
+            f"the {what} data must be a map-style Dataset (with __len__ and __getitem__), a DataLoader over one, "
+            f"or (x, y) tensors; got {type(data).__name__}"
+        )
+    return data
+
+
+def as_bundle(
+    data: Any,
+    *,
+    num_classes: int | None = None,
+    train: Any = None,
+    name: str | None = None,
+) -> DatasetBundle:
+    """A :class:`DatasetBundle` for the data forms :func:`robustood.evaluate` accepts: a bundle as
+    it is, ``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader`` (its dataset), evaluated as the
+    test split; ``train`` is an optional training split in the same forms."""
+    if isinstance(data, DatasetBundle):
+        return data
+    if isinstance(data, (tuple, list)):
+        if train is not None and not isinstance(train, (tuple, list)):
+            train = stack_dataset(_map_style(train, "train"))  # type: ignore[arg-type]
+        if len(data) != 2:
+            raise RobustoodError("data as tensors is a pair (images N×C×H×W in [0, 1], labels N)")
+        return DatasetBundle.from_tensors(data[0], data[1], train=train, num_classes=num_classes, name=name)
+    if isinstance(train, (tuple, list)):
+        train = TensorDataset(torch.as_tensor(train[0]).float(), torch.as_tensor(train[1]).long())
+    return DatasetBundle.from_datasets(data, train=train, num_classes=num_classes, name=name)
+
+
+def as_ood_dataset(data: Any, name: str) -> Dataset:
+    """An OOD set (labels ``-1``) from a ``Dataset``, a ``DataLoader``, ``(x, y)`` or ``x`` tensors."""
+    if isinstance(data, torch.Tensor):
+        data = (data, None)
+    if isinstance(data, (tuple, list)):
+        x = torch.as_tensor(data[0]).float() if len(data) else torch.empty(0)
+        if x.dim() != 4:
+            raise RobustoodError(f"OOD set {name!r}: images must be N×C×H×W, got shape {tuple(x.shape)}")
+        return TensorDataset(x, torch.full((len(x),), -1, dtype=torch.long))
+    ds = _map_style(data, f"OOD set {name!r}")
+    return ds if isinstance(ds, (OODDataset, TensorDataset)) else OODDataset(ds)  # type: ignore[arg-type]
 
 
 class OODDataset(Dataset):
@@ -178,6 +363,7 @@ def load_dataset(
     download: bool = True,
     heldout: int = 0,
     seed: int = 0,
+    image_size: int | None = None,
 ) -> DatasetBundle:
     """Load a dataset by name.
 
@@ -189,6 +375,8 @@ def load_dataset(
             ``C − heldout`` classes and puts the test images of the others in
             ``heldout_test`` (the ``heldout:K`` OOD source).
         seed: seed of the validation split (the test split is fixed by the dataset).
+        image_size: ``imagefolder:PATH`` only: resize images to ``image_size``² (default: keep
+            their size when they all share one, else 32).
 
     Raises:
         RobustoodError: unknown name or bad ``heldout``.
@@ -196,7 +384,7 @@ def load_dataset(
     """
     key = name.strip()
     if key.lower().startswith("imagefolder:"):
-        bundle = _load_imagefolder(key.split(":", 1)[1], seed=seed)
+        bundle = _load_imagefolder(key.split(":", 1)[1], seed=seed, image_size=image_size)
     else:
         key = key.lower()
         if key not in DATASETS:
@@ -434,10 +622,12 @@ def catalogue(root: str | os.PathLike | None = None) -> list[dict[str, object]]:
     return rows
 
 
-def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> DatasetBundle:
-    """A folder of class sub-folders (e.g. Animals-10), images resized to ``image_size``².
+def _load_imagefolder(path: str, seed: int = 0, image_size: int | None = None) -> DatasetBundle:
+    """A folder of class sub-folders (e.g. Animals-10).
 
-    Uses ``PATH/train`` and ``PATH/test`` when both exist, else a fixed 80/20 split.
+    Images keep their size when they all share one; otherwise (or when ``image_size`` is
+    given) they are resized to ``image_size``² (default 32), which is logged once.
+    Uses ``PATH/train`` with ``PATH/test`` (or ``PATH/val``) when they exist, else a fixed 80/20 split.
     """
     import torchvision
     from torchvision import transforms
@@ -445,13 +635,32 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> Dataset
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DatasetUnavailableError(f"imagefolder: {root} is not a directory of class sub-folders")
-    tf = transforms.Compose(
-        [transforms.Resize((image_size, image_size)), transforms.Lambda(_to_rgb), transforms.ToTensor()]
-    )
+    if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
+        raise RobustoodError(f"image_size must be a positive number of pixels, got {image_size!r}")
+    test_dir = next((root / d for d in ("test", "val") if (root / "train").is_dir() and (root / d).is_dir()), None)
+    size = image_size
+    if size is None:
+        shapes = _image_sizes(root)
+        if len(shapes) == 1:
+            w, h = shapes.pop()
+            shape_hw = (h, w)
+        else:
+            size = 32
+            if len(shapes) > 1:
+                log.warning(
+                    "imagefolder: %s holds images of %d different sizes; resizing them to 32×32 "
+                    "(choose with --image-size N)",
+                    root,
+                    len(shapes),
+                )
+    if size is not None:
+        shape_hw = (int(size), int(size))
+    steps = [transforms.Resize(shape_hw)] if image_size is not None or size is not None else []
+    tf = transforms.Compose([*steps, transforms.Lambda(_to_rgb), transforms.ToTensor()])
     try:
-        if (root / "train").is_dir() and (root / "test").is_dir():
+        if test_dir is not None:
             train_full = torchvision.datasets.ImageFolder(str(root / "train"), transform=tf)
-            test: Dataset = torchvision.datasets.ImageFolder(str(root / "test"), transform=tf)
+            test: Dataset = torchvision.datasets.ImageFolder(str(test_dir), transform=tf)
         else:
             full = torchvision.datasets.ImageFolder(str(root), transform=tf)
             perm = np.random.default_rng(0).permutation(len(full))
@@ -462,10 +671,24 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32) -> Dataset
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetUnavailableError(f"imagefolder: cannot read {root}: {exc}") from None
     tr, va = _split_train_val(len(train_full), seed)
-    info = DatasetInfo(
-        f"imagefolder:{root}", (3, image_size, image_size), tuple(train_full.classes), IMAGENET_MEAN, IMAGENET_STD
-    )
+    info = DatasetInfo(f"imagefolder:{root}", (3, *shape_hw), tuple(train_full.classes), IMAGENET_MEAN, IMAGENET_STD)
     return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
+
+
+def _image_sizes(root: Path) -> set[tuple[int, int]]:
+    """The distinct ``(width, height)`` of the images under ``root`` (headers only, no decoding)."""
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    sizes: set[tuple[int, int]] = set()
+    for file in sorted(root.rglob("*")):
+        if file.suffix.lower() in IMG_EXTENSIONS and file.is_file():
+            try:
+                with Image.open(file) as im:
+                    sizes.add(im.size)
+            except OSError:
+                continue  # unreadable files are the loader's to report
+    return sizes
 
 
 def _to_rgb(img):  # PIL image → RGB (module level so DataLoader workers can pickle it)

@@ -16,7 +16,7 @@ from ..errors import RobustoodError
 from ..names import ATTACKS, BACKENDS, PRECISIONS
 from ..utils import atomic_path, format_eps, parse_eps
 from .app import main
-from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
+from .options import EpsList, ModelSource, common_options, emit, load_model_option, progress_flag, with_logging
 
 if TYPE_CHECKING:
     from ..attacks import AttackResult
@@ -198,6 +198,7 @@ def attack(
     quiet: bool,
     fmt: str,
     out: Path | None,
+    source: ModelSource,
 ) -> None:
     """Attack the model on the test split: one row per attack × eps.
 
@@ -211,7 +212,9 @@ def attack(
     from ..evaluate import evaluate
     from ..utils import select_device
 
-    bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
+    bundle = load_dataset(
+        dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
+    ).with_num_classes(source.num_classes)
     # validate every attack before any model is trained or loaded
     attacks = [
         build_attack(
@@ -234,7 +237,7 @@ def attack(
             f"bf16 needs a CUDA device, got {dev.type}; use --precision fp32", param_hint="--precision"
         )
     net, _, label = load_model_option(
-        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet)
+        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet), source=source
     )
     report = evaluate(
         {label: net},

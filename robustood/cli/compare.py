@@ -11,9 +11,11 @@ from ..report import write_rendered
 from .app import main
 from .options import (
     EpsList,
+    ModelSource,
     cache_dir_option,
     data_options,
     emit,
+    model_source_options,
     output_options,
     progress_flag,
     run_options,
@@ -122,6 +124,7 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 )
 @click.option("--all-metrics", is_flag=True, help="Show every metric, not only the headline ones.")
 @cache_dir_option
+@model_source_options
 @data_options
 @run_options
 @output_options
@@ -152,6 +155,7 @@ def compare(
     quiet: bool,
     fmt: str,
     out: Path | None,
+    source: ModelSource,
 ) -> None:
     """Compare models for clean accuracy, robust accuracy, OOD detection and squeezing detection.
 
@@ -188,6 +192,8 @@ def compare(
         config=config,
         data_dir=data_dir,
         download=not no_download,
+        image_size=source.image_size,
+        **source.resolve_kwargs(),
     )
     emit(report.wide(None if all_metrics else HEADLINE_METRICS), fmt, out)
     if report_path is not None:
