@@ -576,9 +576,67 @@ def _class_names(ds: Dataset, n: int) -> tuple[str, ...]:
     return tuple(str(c) for c in classes) if classes and len(classes) == n else tuple(str(i) for i in range(n))
 
 
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (``dpkg -L dataset-fashion-mnist``).
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
+    """An IDX file (gzipped or not) of unsigned bytes, its header checked: the magic number
+    (``0x0801`` labels, ``0x0803`` images) and the shape. Raises :class:`DatasetUnavailableError`."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise DatasetUnavailableError(f"cannot read {path}: {exc}") from None
+    ndim = len(shape)
+    header = 4 + 4 * ndim
+    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+        raise DatasetUnavailableError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (magic {magic:#06x})")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if dims != shape or len(data) != header + int(np.prod(shape)):
+        raise DatasetUnavailableError(f"{path} holds shape {dims} ({len(data) - header} bytes), expected {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _debian_fashion_mnist(directory: Path = DEBIAN_FASHION_MNIST) -> tuple[TensorDataset, TensorDataset] | None:
+    """FashionMNIST's train and test splits from the IDX files of Debian's ``dataset-fashion-mnist``
+    package (re-compressed, so their checksums are not torchvision's: the headers and shapes are
+    checked instead), or ``None`` where the package is not installed."""
+    files = {
+        f"{split}-{kind}": directory / f"{split}-{kind}-ubyte.gz"
+        for split in ("train", "t10k")
+        for kind in ("images-idx3", "labels-idx1")
+    }
+    if not all(f.is_file() for f in files.values()):
+        return None
+    out = []
+    for split, n in (("train", 60000), ("t10k", 10000)):
+        images = read_idx(files[f"{split}-images-idx3"], 0x0803, (n, 28, 28))
+        labels = read_idx(files[f"{split}-labels-idx1"], 0x0801, (n,))
+        if int(labels.max()) > 9:
+            raise DatasetUnavailableError(f"{files[split + '-labels-idx1']} holds labels above 9")
+        x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+        out.append(TensorDataset(x, torch.from_numpy(labels.astype(np.int64))))
+    return out[0], out[1]
+
+
 def _make_tv_loader(name: str) -> DatasetLoader:
     def load(root: Path, download: bool = True, seed: int = 0) -> DatasetBundle:
         spec = _TV[name]
+        debian = None
+        if name == "fashionmnist" and not (root / name / "FashionMNIST" / "raw").is_dir():
+            debian = _debian_fashion_mnist()
+        if debian is not None:
+            train_full, test = debian
+            tr, va = _split_train_val(len(train_full), seed)
+            info = DatasetInfo(name, spec.shape, FASHION_MNIST_CLASSES, spec.mean, spec.std)
+            return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
         train_full = _tv_split(name, root, True, download)
         test = _tv_split(name, root, False, download)
         names = _CIFAR10_CLASSES if name == "cifar10" else _class_names(train_full, spec.num_classes)
@@ -607,14 +665,17 @@ def catalogue(root: str | os.PathLike | None = None) -> list[dict[str, object]]:
                 "source": "torchvision",
                 "input_shape": "x".join(map(str, spec.shape)),
                 "classes": spec.num_classes,
-                "on_disk": "yes" if (base / name).is_dir() else "no",
+                "on_disk": "yes"
+                if (base / name).is_dir()
+                or (name == "fashionmnist" and (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file())
+                else "no",
             }
         )
     rows.append(
         {
             "name": "imagefolder:PATH",
             "source": "folder of class sub-folders",
-            "input_shape": "3x32x32",
+            "input_shape": "3xHxW (kept, or --image-size)",
             "classes": "per folder",
             "on_disk": "–",
         }
