@@ -604,10 +604,11 @@ def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def _debian_fashion_mnist(directory: Path = DEBIAN_FASHION_MNIST) -> tuple[TensorDataset, TensorDataset] | None:
+def _debian_fashion_mnist(directory: Path | None = None) -> tuple[TensorDataset, TensorDataset] | None:
     """FashionMNIST's train and test splits from the IDX files of Debian's ``dataset-fashion-mnist``
     package (re-compressed, so their checksums are not torchvision's: the headers and shapes are
     checked instead), or ``None`` where the package is not installed."""
+    directory = DEBIAN_FASHION_MNIST if directory is None else directory
     files = {
         f"{split}-{kind}": directory / f"{split}-{kind}-ubyte.gz"
         for split in ("train", "t10k")

@@ -118,7 +118,10 @@ def test_unknown_dataset_lists_known_names():
 
 
 @pytest.mark.parametrize("name", sorted(set(DATASETS) - {"digits"}))
-def test_torchvision_dataset_offline_names_the_files(name, tmp_path):
+def test_torchvision_dataset_offline_names_the_files(name, tmp_path, monkeypatch):
+    import robustood.data
+
+    monkeypatch.setattr(robustood.data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
     with pytest.raises(DatasetUnavailableError) as err:
         load_dataset(name, root=tmp_path, download=False)
     msg = str(err.value)

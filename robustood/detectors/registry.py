@@ -109,7 +109,10 @@ def _vim(model: nn.Module | None, *, d: int):
     split = feature_split(model)
     head = split[1] if split is not None else None
     if not isinstance(head, nn.Linear):
-        raise RobustoodError("ViM needs the model's final nn.Linear layer as model.head (a robustood Classifier)")
+        raise RobustoodError(
+            "ViM needs the model's final nn.Linear layer as model.head: a robustood Classifier, or a model whose "
+            "features are the input of its last nn.Linear layer (the default; leave the feature layer out)"
+        )
     w, b = head.weight.detach().float(), head.bias.detach().float()
     return _pood.ViM(None, d=min(d, max(1, w.shape[1] // 2)), w=w, b=b)
 
@@ -156,7 +159,7 @@ def _head(model: nn.Module | None, name: str) -> nn.Module:
     if split is None:
         raise RobustoodError(
             f"{name} needs the model's final layer: a robustood Classifier (model.head) or a model whose features "
-            "are the input of its last nn.Linear layer (the default feature layer)"
+            "are the input of its last nn.Linear layer (the default; leave the feature layer out)"
         )
     return split[1]
 
