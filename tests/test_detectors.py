@@ -428,7 +428,7 @@ def test_model_without_features_gets_them_from_its_last_linear_layer(digits, dig
     for name in dets:
         np.testing.assert_allclose(a.scores["noise"][name], b.scores["noise"][name], rtol=1e-5, atol=1e-6)
     no_linear = nn.Sequential(nn.Conv2d(1, 10, 8), nn.Flatten()).eval()
-    with pytest.raises(RobustoodError, match="no nn.Linear layer"):
+    with pytest.raises(RobustoodError, match=r"no nn\.Linear layer"):
         run_ood(no_linear, digits, ["msp", "knn"], sets, progress=False)
 
 
