@@ -208,6 +208,12 @@ class DatasetBundle:
         shape = tuple(int(v) for v in first[0].shape)
         if len(shape) != 3:
             raise RobustoodError(f"images must be C×H×W, got shape {shape}")
+        lo, hi = float(first[0].min()), float(first[0].max())
+        if lo < 0 or hi > 1:
+            raise RobustoodError(
+                f"images must be in [0, 1] (the first is in [{lo:.3g}, {hi:.3g}]); take Normalize out of the "
+                "dataset's transform and give its constants to the model instead (normalize=MEAN,STD)"
+            )
         empty = TensorDataset(torch.empty((0, *shape)), torch.empty(0, dtype=torch.long))
         train = train if train is not None else empty
         val = val if val is not None else empty

@@ -93,6 +93,7 @@ def test_from_datasets_reads_classes_and_shape(tmp_path):
         ((torch.rand(4, 1, 8, 8), torch.full((4,), 0.5)), "class indices"),
         ([1, 2, 3], "pair"),
         (TensorDataset(torch.rand(3, 2)), "pairs"),
+        (TensorDataset(torch.rand(3, 1, 8, 8) - 0.5, torch.zeros(3).long()), "take Normalize out"),
     ],
 )
 def test_bad_data_gets_one_clear_error(data, message, digits_model):

@@ -277,12 +277,15 @@ def evaluate(
         "batch_size": batch_size,
         "train_config": asdict(config) if config is not None else None,
     }
+    # how models from outside the zoo are loaded is part of what a stored unit measured
+    sources = [f"{k}={v}" for k, v in (("weights", weights), ("num_classes", num_classes),
+               ("normalize", normalize), ("features", features)) if v is not None]  # fmt: skip
     ctx = Context(
         device=dev,
         batch_size=batch_size,
         progress=progress,
         store=store,
-        prefix=fingerprint(bundle.info.key, arch, seed, limit, config_record["train_config"]),
+        prefix=fingerprint(bundle.info.key, arch, seed, limit, config_record["train_config"], *sources),
         keep=keep,
         keep_scores=keep_scores,
         ood_size=ood_size,
