@@ -14,7 +14,7 @@ Models from outside the zoo differ in three ways this module absorbs in one wrap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ def logits_of(out: Any) -> torch.Tensor:
     dict's single value), or the first element of a tuple / list."""
     if isinstance(out, torch.Tensor):
         return out
-    if isinstance(out, dict) or (hasattr(out, "keys") and hasattr(out, "__getitem__") and not hasattr(out, "logits")):
+    if isinstance(out, Mapping):  # a dict, or HuggingFace's ModelOutput (an OrderedDict with attributes)
         keys = list(out.keys())
         if "logits" in keys:
             return logits_of(out["logits"])
