@@ -208,9 +208,10 @@ def resolve_model(
         check_compatible(net, info, dev)
         return net, {**meta, "normalize": "none" if stats is None else f"{stats[0]},{stats[1]}"}
     if parsed.kind == "zoo" and weights is not None:
-        net, meta = load_checkpoint(weights, parsed.source, info)
-        meta = {"arch": parsed.source, "weights": str(weights)}
-        return _adapted(net, None, features, channels, dev), meta
+        net, _ = load_checkpoint(weights, parsed.source, info)
+        net = _adapted(net.to(dev).eval(), None, features, channels, dev)
+        check_compatible(net, info, dev)
+        return net, {"arch": parsed.source, "weights": str(weights)}
     if parsed.kind in ("module", "file"):
         return load_model(parsed.source, info, dev, arch=arch, normalize=normalize, features=features)
     if parsed.kind == "zoo":
