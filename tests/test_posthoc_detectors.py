@@ -68,6 +68,17 @@ def test_named_detector_equals_pytorch_ood(name, digits, digits_model):
     torch.testing.assert_close(shared.float(), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["ash", "scale", "lts"])
+def test_shaping_detectors_need_no_training_data(name, digits, digits_model, digits_tensors):
+    """ASH, SCALE and LTS only need the model's head: they score own data given without a training split."""
+    import robustood as ro
+
+    noise = {"noise": torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))}
+    report = ro.evaluate({"m": digits_model}, digits_tensors, detectors=[name], ood=noise)
+    with_train = ro.evaluate({"m": digits_model}, digits, detectors=[name], ood=noise)
+    assert report.value("m", "auroc", detector=name) == with_train.value("m", "auroc", detector=name)
+
+
 def test_percentile_given_in_percent_is_refused():
     from robustood.errors import RobustoodError
 

@@ -95,6 +95,11 @@ class OODDetector(BaseDetector):
             self.detector_ = detector
 
     @property
+    def needs_data(self) -> bool:
+        """Whether fitting reads training data (ASH, SCALE and LTS only need the model's head)."""
+        return self.requires_fit and (self.spec is None or self.spec.fit_data)
+
+    @property
     def params(self) -> dict[str, Any]:
         """The configured parameters (``{}`` for a wrapped object)."""
         return {p: getattr(self, p) for p in self.spec.defaults} if self.spec is not None else {}
@@ -152,6 +157,9 @@ class OODDetector(BaseDetector):
         Detectors that need no fitting return ``self`` unchanged.
         """
         if not self.requires_fit:
+            return self
+        if not self.needs_data:
+            self.detector_ = self._fresh(model)
             return self
         if self.kind == "features":
             z, y = extract_features(model, data, device, batch_size=batch_size, progress=progress)

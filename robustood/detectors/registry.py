@@ -56,6 +56,8 @@ class DetectorSpec:
             an ``input`` detector's ``fit(loader)`` gets from a training ``Dataset`` (default:
             ordered batches of ``batch_size``).
         wrapped: ``False`` for a detector that implements robustood's interface itself.
+        fit_data: ``False`` for a detector that is "fitted" only to be built with the model's head
+            (ASH, SCALE, LTS): it needs no training data.
     """
 
     build: Callable[..., Any]
@@ -68,6 +70,7 @@ class DetectorSpec:
     check: Callable[..., None] | None = None
     loader: Callable[..., Iterable] | None = None
     wrapped: bool = True
+    fit_data: bool = True
 
 
 # --------------------------------------------------------------------------- builders (import pytorch-ood lazily)
@@ -460,6 +463,7 @@ DETECTORS: dict[str, DetectorSpec] = {
         "Logit Scaling for Out-of-Distribution Detection, Machine Vision and Applications 2025",
         label="LTS",
         requires_fit=True,
+        fit_data=False,
         check=_fraction("LTS"),
     ),
     "ash": DetectorSpec(
@@ -469,6 +473,7 @@ DETECTORS: dict[str, DetectorSpec] = {
         "Djurisic et al., Extremely Simple Activation Shaping for Out-of-Distribution Detection, ICLR 2023",
         label="ASH",
         requires_fit=True,
+        fit_data=False,
         check=_fraction("ASH"),
     ),
     "react": DetectorSpec(
@@ -487,6 +492,7 @@ DETECTORS: dict[str, DetectorSpec] = {
         "Xu et al., Scaling for Training Time and Post-hoc Out-of-distribution Detection Enhancement, ICLR 2024",
         label="SCALE",
         requires_fit=True,
+        fit_data=False,
         check=_fraction("SCALE"),
     ),
     "vra": DetectorSpec(

@@ -84,7 +84,7 @@ def fit_detectors(
 
     detectors = [make_detector(d) for d in detectors]
     todo = [d for d in detectors if not d.is_fitted]
-    shared = [d for d in todo if d.kind == "features"]
+    shared = [d for d in todo if d.kind == "features" and getattr(d, "needs_data", True)]
     if shared:
         z, y = extract_features(model, train_data, device, batch_size=batch_size, progress=progress)
         for d in shared:
