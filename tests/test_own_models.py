@@ -327,3 +327,17 @@ def test_pytorch_ood_detector_object_equals_the_named_one(digits, digits_model):
     objects = ro.evaluate({"m": digits_model}, digits, detectors=[EnergyBased(None), KNN(None, k=50)], ood=["noise"])
     for name, obj in (("energy", "energybased"), ("knn", "knn")):
         assert objects.value("m", "auroc", detector=obj) == pytest.approx(named.value("m", "auroc", detector=name))
+
+
+def test_feature_layer_option_through_the_cli(runner, hub_dir, digits, digits_model):
+    """--feature-layer names the node whose output knn reads (names of the model itself, not of a wrapper):
+    the small CNN's last ReLU is exactly
+    Classifier.features, so the numbers equal knn on the robustood model."""
+    expected = ro.evaluate({"m": digits_model}, digits, detectors=["knn"], ood=["noise"]).value("m", "auroc")
+    base = ["ood", "-m", f"hub:{hub_dir}:digits_cnn", "--weights", str(hub_dir / "w.safetensors")]
+    base += ["--normalize", "none", "--detector", "knn", "--ood", "noise", *CPU]
+    result = runner.invoke(main, [*base, "--feature-layer", "model.backbone.7"])
+    assert result.exit_code != 0 and "no layer 'model.backbone.7'" in result.output
+    result = runner.invoke(main, [*base, "--feature-layer", "backbone.7"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["auroc"] == pytest.approx(expected)
