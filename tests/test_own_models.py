@@ -330,9 +330,8 @@ def test_pytorch_ood_detector_object_equals_the_named_one(digits, digits_model):
 
 
 def test_feature_layer_option_through_the_cli(runner, hub_dir, digits, digits_model):
-    """--feature-layer names the node whose output knn reads (names of the model itself, not of a wrapper):
-    the small CNN's last ReLU is exactly
-    Classifier.features, so the numbers equal knn on the robustood model."""
+    """--feature-layer names the node (of the model itself, not of a wrapper) whose output knn reads:
+    the small CNN's last ReLU is exactly Classifier.features, so the numbers equal knn on the robustood model."""
     expected = ro.evaluate({"m": digits_model}, digits, detectors=["knn"], ood=["noise"]).value("m", "auroc")
     base = ["ood", "-m", f"hub:{hub_dir}:digits_cnn", "--weights", str(hub_dir / "w.safetensors")]
     base += ["--normalize", "none", "--detector", "knn", "--ood", "noise", *CPU]
