@@ -17,10 +17,12 @@ labels are negative) and always come in the ID images' shape.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +38,8 @@ __all__ = [
     "DatasetBundle",
     "DatasetInfo",
     "OODDataset",
+    "as_bundle",
+    "as_ood_dataset",
     "catalogue",
     "conform_images",
     "data_dir",
@@ -45,6 +49,7 @@ __all__ = [
 ]
 
 DATA_ENV = "ROBUSTOOD_DATA_DIR"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,192 @@ class DatasetBundle:
             return Subset(ds, range(limit))
 
         return replace(self, test=cut(self.test), heldout_test=cut(self.heldout_test))
+
+    def with_num_classes(self, num_classes: int | None) -> DatasetBundle:
+        """The same bundle for a model with ``num_classes`` outputs, at least the dataset's classes
+        (the extra classes are named by their index; labels stay the dataset's indices)."""
+        if num_classes is None or num_classes == self.info.num_classes:
+            return self
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < self.info.num_classes:
+            raise RobustoodError(
+                f"num_classes must be an integer of at least the dataset's {self.info.num_classes} classes, "
+                f"got {num_classes!r}"
+            )
+        names = self.info.class_names
+        extra = tuple(str(i) for i in range(len(names), num_classes))
+        return replace(self, info=replace(self.info, class_names=(*names, *extra)))
+
+    @classmethod
+    def from_tensors(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        train: tuple[torch.Tensor, torch.Tensor] | None = None,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> DatasetBundle:
+        """A bundle whose test split is images ``x`` (``N×C×H×W`` float in [0, 1]) and labels ``y`` (``N``).
+
+        ``train`` / ``val`` are optional ``(x, y)`` splits (detectors that need fitting, e.g.
+        ``knn``, fit on ``train``; thresholds are calibrated on ``val``). The classes are
+        ``class_names``, else ``num_classes``, else the largest label + 1 over the splits.
+        ``name`` (default: ``tensors-<hash>`` of the data) names the set in reports and caches.
+        """
+
+        def pair(xy: Any, what: str) -> TensorDataset:
+            if not isinstance(xy, (tuple, list)) or len(xy) != 2:
+                raise RobustoodError(f"{what} must be a pair (images, labels) of tensors")
+            xs, ys = (torch.as_tensor(v) for v in xy)
+            if xs.dim() != 4:
+                raise RobustoodError(f"{what} images must be N×C×H×W, got shape {tuple(xs.shape)}")
+            if ys.dim() != 1 or len(ys) != len(xs):
+                raise RobustoodError(f"{what} labels must be N = {len(xs)} class indices, got shape {tuple(ys.shape)}")
+            if ys.dtype.is_floating_point and not bool((ys == ys.round()).all()):
+                raise RobustoodError(f"{what} labels must be class indices (integers), not {ys.dtype} scores")
+            xs = xs.float()
+            if xs.numel() and (float(xs.min()) < 0 or float(xs.max()) > 1):
+                raise RobustoodError(
+                    f"{what} images must be in [0, 1] (got values in [{float(xs.min()):.3g}, {float(xs.max()):.3g}]); "
+                    "normalisation belongs to the model (normalize=)"
+                )
+            return TensorDataset(xs, ys.long())
+
+        test = pair((x, y), "test data")
+        splits = {k: pair(v, f"{k} data") if v is not None else None for k, v in (("train", train), ("val", val))}
+        if name is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for ds in (test, *(d for d in splits.values() if d is not None)):
+                h.update(str(tuple(ds.tensors[0].shape)).encode())
+                h.update(ds.tensors[1].numpy().tobytes())
+                h.update(ds.tensors[0].double().sum().numpy().tobytes())
+            name = f"tensors-{h.hexdigest()[:8]}"
+        return cls.from_datasets(
+            test, train=splits["train"], val=splits["val"], num_classes=num_classes, class_names=class_names, name=name
+        )
+
+    @classmethod
+    def from_datasets(
+        cls,
+        test: Dataset,
+        *,
+        train: Dataset | None = None,
+        val: Dataset | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        name: str | None = None,
+    ) -> DatasetBundle:
+        """A bundle from map-style datasets of ``(image, label)`` pairs, images ``C×H×W`` in [0, 1]
+        (e.g. ``torchvision.datasets.ImageFolder(..., transform=ToTensor())``); a ``DataLoader``
+        stands for its ``.dataset``.
+
+        Missing ``train`` / ``val`` splits are empty. The classes are ``class_names``, else the
+        test set's ``classes`` attribute, else ``num_classes``, else the largest label + 1.
+        ``mean`` / ``std`` (default: measured on up to 1,000 training, else test, images) are what
+        a zoo model trained on this bundle normalises with.
+        """
+        test, train, val = (_map_style(d, what) for d, what in ((test, "test"), (train, "train"), (val, "val")))
+        assert test is not None
+        if len(test) == 0:  # type: ignore[arg-type]
+            raise RobustoodError("the test data has zero samples")
+        first = test[0]
+        if not isinstance(first, (tuple, list)) or len(first) < 2 or not isinstance(first[0], torch.Tensor):
+            raise RobustoodError(
+                f"a dataset must yield (image tensor C×H×W, label) pairs, got {type(first).__name__}; "
+                "add transform=ToTensor() (torchvision) or wrap it"
+            )
+        shape = tuple(int(v) for v in first[0].shape)
+        if len(shape) != 3:
+            raise RobustoodError(f"images must be C×H×W, got shape {shape}")
+        lo, hi = float(first[0].min()), float(first[0].max())
+        if lo < 0 or hi > 1:
+            raise RobustoodError(
+                f"images must be in [0, 1] (the first is in [{lo:.3g}, {hi:.3g}]); take Normalize out of the "
+                "dataset's transform and give its constants to the model instead (normalize=MEAN,STD)"
+            )
+        empty = TensorDataset(torch.empty((0, *shape)), torch.empty(0, dtype=torch.long))
+        train = train if train is not None else empty
+        val = val if val is not None else empty
+        if class_names is None:
+            classes = getattr(test, "classes", None)
+            if classes and (num_classes is None or len(classes) == num_classes):
+                class_names = [str(c) for c in classes]
+        if class_names is None:
+            if num_classes is None:
+                top = max(int(_targets(d).max()) if len(d) else -1 for d in (test, train, val))  # type: ignore[arg-type]
+                num_classes = top + 1
+            class_names = [str(i) for i in range(num_classes)]
+        if num_classes is not None and len(class_names) != num_classes:
+            raise RobustoodError(f"{len(class_names)} class names for num_classes={num_classes}")
+        if len(class_names) < 1:
+            raise RobustoodError("the data needs at least one class")
+        if mean is None or std is None:
+            source = train if len(train) else test  # type: ignore[arg-type]
+            sample = torch.stack([source[i][0] for i in range(min(1000, len(source)))]).float()  # type: ignore[arg-type]
+            mean = sample.mean(dim=(0, 2, 3)).tolist()
+            std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+        if name is None:
+            name = f"data-{type(test).__name__.lower()}{len(test)}"  # type: ignore[arg-type]
+        info = DatasetInfo(name, shape, tuple(class_names), tuple(mean), tuple(std))  # type: ignore[arg-type]
+        return cls(info, train, val, test)
+
+
+def _map_style(data: Any, what: str) -> Dataset | None:
+    """A map-style dataset for a ``Dataset``, a ``DataLoader`` (its dataset) or ``None``."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    if data is None:
+        return None
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    if isinstance(data, IterableDataset) or not isinstance(data, Dataset) or not hasattr(data, "__len__"):
+        raise RobustoodError(
+            f"the {what} data must be a map-style Dataset (with __len__ and __getitem__), a DataLoader over one, "
+            f"or (x, y) tensors; got {type(data).__name__}"
+        )
+    return data
+
+
+def as_bundle(
+    data: Any,
+    *,
+    num_classes: int | None = None,
+    train: Any = None,
+    name: str | None = None,
+) -> DatasetBundle:
+    """A :class:`DatasetBundle` for the data forms :func:`robustood.evaluate` accepts: a bundle as
+    it is, ``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader`` (its dataset), evaluated as the
+    test split; ``train`` is an optional training split in the same forms."""
+    if isinstance(data, DatasetBundle):
+        return data
+    if isinstance(data, (tuple, list)):
+        if train is not None and not isinstance(train, (tuple, list)):
+            train = stack_dataset(_map_style(train, "train"))  # type: ignore[arg-type]
+        if len(data) != 2:
+            raise RobustoodError("data as tensors is a pair (images N×C×H×W in [0, 1], labels N)")
+        return DatasetBundle.from_tensors(data[0], data[1], train=train, num_classes=num_classes, name=name)
+    if isinstance(train, (tuple, list)):
+        train = TensorDataset(torch.as_tensor(train[0]).float(), torch.as_tensor(train[1]).long())
+    return DatasetBundle.from_datasets(data, train=train, num_classes=num_classes, name=name)
+
+
+def as_ood_dataset(data: Any, name: str) -> Dataset:
+    """An OOD set (labels ``-1``) from a ``Dataset``, a ``DataLoader``, ``(x, y)`` or ``x`` tensors."""
+    if isinstance(data, torch.Tensor):
+        data = (data, None)
+    if isinstance(data, (tuple, list)):
+        x = torch.as_tensor(data[0]).float() if len(data) else torch.empty(0)
+        if x.dim() != 4:
+            raise RobustoodError(f"OOD set {name!r}: images must be N×C×H×W, got shape {tuple(x.shape)}")
+        return TensorDataset(x, torch.full((len(x),), -1, dtype=torch.long))
+    ds = _map_style(data, f"OOD set {name!r}")
+    return ds if isinstance(ds, (OODDataset, TensorDataset)) else OODDataset(ds)  # type: ignore[arg-type]
 
 
 class OODDataset(Dataset):
@@ -183,6 +374,7 @@ def load_dataset(
     download: bool = True,
     heldout: int = 0,
     seed: int = 0,
+    image_size: int | None = None,
 ) -> DatasetBundle:
     """Load a dataset by name.
 
@@ -194,6 +386,8 @@ def load_dataset(
             ``C − heldout`` classes and puts the test images of the others in
             ``heldout_test`` (the ``heldout:K`` OOD source).
         seed: seed of the validation split (the test split is fixed by the dataset).
+        image_size: ``imagefolder:PATH`` only: resize images to ``image_size``² (default: keep
+            their size when they all share one, else 32).
 
     Raises:
         RobustoodError: unknown name or bad ``heldout``.
@@ -202,7 +396,7 @@ def load_dataset(
     seed = check_seed(seed)
     key = str(name).strip()
     if key.lower().startswith("imagefolder:"):
-        bundle = _load_imagefolder(key.split(":", 1)[1], seed=seed)
+        bundle = _load_imagefolder(key.split(":", 1)[1], seed=seed, image_size=image_size)
     else:
         key = key.lower()
         if key not in DATASETS:
@@ -399,9 +593,68 @@ def _class_names(ds: Dataset, n: int) -> tuple[str, ...]:
     return tuple(str(c) for c in classes) if classes and len(classes) == n else tuple(str(i) for i in range(n))
 
 
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files (``dpkg -L dataset-fashion-mnist``).
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def read_idx(path: Path, magic: int, shape: tuple[int, ...]) -> np.ndarray:
+    """An IDX file (gzipped or not) of unsigned bytes, its header checked: the magic number
+    (``0x0801`` labels, ``0x0803`` images) and the shape. Raises :class:`DatasetUnavailableError`."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise DatasetUnavailableError(f"cannot read {path}: {exc}") from None
+    ndim = len(shape)
+    header = 4 + 4 * ndim
+    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+        raise DatasetUnavailableError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (magic {magic:#06x})")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if dims != shape or len(data) != header + int(np.prod(shape)):
+        raise DatasetUnavailableError(f"{path} holds shape {dims} ({len(data) - header} bytes), expected {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _debian_fashion_mnist(directory: Path | None = None) -> tuple[TensorDataset, TensorDataset] | None:
+    """FashionMNIST's train and test splits from the IDX files of Debian's ``dataset-fashion-mnist``
+    package (re-compressed, so their checksums are not torchvision's: the headers and shapes are
+    checked instead), or ``None`` where the package is not installed."""
+    directory = DEBIAN_FASHION_MNIST if directory is None else directory
+    files = {
+        f"{split}-{kind}": directory / f"{split}-{kind}-ubyte.gz"
+        for split in ("train", "t10k")
+        for kind in ("images-idx3", "labels-idx1")
+    }
+    if not all(f.is_file() for f in files.values()):
+        return None
+    out = []
+    for split, n in (("train", 60000), ("t10k", 10000)):
+        images = read_idx(files[f"{split}-images-idx3"], 0x0803, (n, 28, 28))
+        labels = read_idx(files[f"{split}-labels-idx1"], 0x0801, (n,))
+        if int(labels.max()) > 9:
+            raise DatasetUnavailableError(f"{files[split + '-labels-idx1']} holds labels above 9")
+        x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+        out.append(TensorDataset(x, torch.from_numpy(labels.astype(np.int64))))
+    return out[0], out[1]
+
+
 def _make_tv_loader(name: str) -> DatasetLoader:
     def load(root: Path, download: bool = True, seed: int = 0) -> DatasetBundle:
         spec = _TV[name]
+        debian = None
+        if name == "fashionmnist" and not (root / name / "FashionMNIST" / "raw").is_dir():
+            debian = _debian_fashion_mnist()
+        if debian is not None:
+            train_full, test = debian
+            tr, va = _split_train_val(len(train_full), seed)
+            info = DatasetInfo(name, spec.shape, FASHION_MNIST_CLASSES, spec.mean, spec.std)
+            return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
         train_full = _tv_split(name, root, True, download)
         test = _tv_split(name, root, False, download)
         names = _CIFAR10_CLASSES if name == "cifar10" else _class_names(train_full, spec.num_classes)
@@ -430,14 +683,17 @@ def catalogue(root: str | os.PathLike | None = None) -> list[dict[str, object]]:
                 "source": "torchvision",
                 "input_shape": "x".join(map(str, spec.shape)),
                 "classes": spec.num_classes,
-                "on_disk": "yes" if (base / name).is_dir() else "no",
+                "on_disk": "yes"
+                if (base / name).is_dir()
+                or (name == "fashionmnist" and (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file())
+                else "no",
             }
         )
     rows.append(
         {
             "name": "imagefolder:PATH",
             "source": "folder of class sub-folders",
-            "input_shape": "3x32x32",
+            "input_shape": "3xHxW (kept, or --image-size)",
             "classes": "per folder",
             "on_disk": "–",
         }
@@ -471,21 +727,26 @@ class ImageFiles(Dataset):
         return self.transform(img), target
 
 
-def _image_problem(path: Path, size: int) -> str | None:
-    """Why ``path`` is not a readable image (decoded at a reduced size where the format allows), else ``None``."""
+def _image_problem(path: Path, size: int) -> tuple[str | None, tuple[int, int]]:
+    """Why ``path`` is not a readable image (decoded at a reduced size where the format allows), else
+    ``None``; and the image's ``(width, height)`` as stored."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
+            stored = img.size
             img.draft("RGB", (size, size))  # JPEG: decode at a fraction of the size, fast
             img.load()
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError … for damaged files
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return None
+        return (str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__), (0, 0)
+    return None, stored
 
 
-def _scan_split(folder: Path, size: int) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
-    """The readable images of each class sub-folder of ``folder`` (by class name), and the unreadable files."""
+def _scan_split(
+    folder: Path, size: int, sizes: set[tuple[int, int]]
+) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
+    """The readable images of each class sub-folder of ``folder`` (by class name), and the unreadable
+    files; the stored ``(width, height)`` of every readable image is added to ``sizes``."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     classes: dict[str, list[Path]] = {}
@@ -500,9 +761,10 @@ def _scan_split(folder: Path, size: int) -> tuple[dict[str, list[Path]], list[tu
         )
         good = []
         for p in files:
-            problem = _image_problem(p, size)
+            problem, stored = _image_problem(p, size)
             if problem is None:
                 good.append(p)
+                sizes.add(stored)
             else:
                 bad.append((p, problem))
         if good:
@@ -525,11 +787,13 @@ def _file_list_fingerprint(root: Path, files: Sequence[Path]) -> str:
 MIN_IMAGEFOLDER_IMAGES = 3
 
 
-def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32, ood: bool = False) -> DatasetBundle:
-    """A folder of class sub-folders (e.g. Animals-10), images resized to ``image_size``².
+def _load_imagefolder(path: str, seed: int = 0, image_size: int | None = None, ood: bool = False) -> DatasetBundle:
+    """A folder of class sub-folders (e.g. Animals-10).
 
-    Uses ``PATH/train`` and ``PATH/test`` when both exist (classes matched by folder name;
-    a test class unseen in training is refused), else a fixed 80/20 split. Every image is
+    Images keep their size when they all share one; otherwise (or when ``image_size`` is given)
+    they are resized to ``image_size``² (default 32), which is logged once. Uses ``PATH/train``
+    with ``PATH/test`` (or ``PATH/val``) when they exist (classes matched by folder name; a test
+    class unseen in training is refused), else a fixed 80/20 split. Every image is
     decoded once when the folder is loaded: unreadable files (damaged, truncated, not an
     image) are skipped with a warning that names them. At least two classes are required,
     except for an OOD source (``ood=True``): its ``test`` split is then every readable image.
@@ -543,13 +807,30 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32, ood: bool 
     given = Path(path).expanduser()
     if not given.is_dir():
         raise DatasetUnavailableError(f"imagefolder: {given} is not a directory of class sub-folders")
+    if image_size is not None and (isinstance(image_size, bool) or int(image_size) < 1):
+        raise RobustoodError(f"image_size must be a positive number of pixels, got {image_size!r}")
     root = given.resolve()
-    tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
-    split = (root / "train").is_dir() and (root / "test").is_dir()
-    train_classes, bad = _scan_split(root / "train" if split else root, image_size)
-    if split:
-        test_classes, bad_test = _scan_split(root / "test", image_size)
+    test_dir = next((root / d for d in ("test", "val") if (root / "train").is_dir() and (root / d).is_dir()), None)
+    split = test_dir is not None
+    sizes: set[tuple[int, int]] = set()
+    train_classes, bad = _scan_split(root / "train" if split else root, image_size or 32, sizes)
+    if test_dir is not None:
+        test_classes, bad_test = _scan_split(test_dir, image_size or 32, sizes)
         bad += bad_test
+    if image_size is None and len(sizes) == 1:
+        w, h = next(iter(sizes))
+        shape_hw, steps = (h, w), []
+    else:
+        if image_size is None and len(sizes) > 1:
+            log.warning(
+                "imagefolder: %s holds images of %d different sizes; resizing them to 32×32 "
+                "(choose with --image-size N)",
+                root,
+                len(sizes),
+            )
+        shape_hw = (int(image_size or 32),) * 2
+        steps = [transforms.Resize(shape_hw)]
+    tf = transforms.Compose([*steps, transforms.ToTensor()])
     if bad:
         shown = ", ".join(f"{p} ({why})" for p, why in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
@@ -567,7 +848,7 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32, ood: bool 
         if not split:
             perm = np.random.default_rng(0).permutation(len(full))
             full = Subset(full, sorted(perm[: max(1, len(full) // 5)].tolist()))  # type: ignore[assignment]
-        info = DatasetInfo(f"imagefolder:{root}", (3, image_size, image_size), ("ood",), IMAGENET_MEAN, IMAGENET_STD)
+        info = DatasetInfo(f"imagefolder:{root}", (3, *shape_hw), ("ood",), IMAGENET_MEAN, IMAGENET_STD)
         return DatasetBundle(info, full, full, full)
     if len(names) < 2:
         found = f"one class ({names[0]})" if names else "no class sub-folder with readable images"
@@ -580,7 +861,7 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32, ood: bool 
         unseen = sorted(set(test_classes) - set(index))
         if unseen:
             raise RobustoodError(
-                f"imagefolder: {root / 'test'} has class(es) {', '.join(unseen)} that {root / 'train'} does not "
+                f"imagefolder: {test_dir} has class(es) {', '.join(unseen)} that {root / 'train'} does not "
                 f"(training classes: {', '.join(names)}); a model cannot be tested on classes it never saw"
             )
         test_samples = [(str(p), index[c]) for c in sorted(test_classes) for p in test_classes[c]]
@@ -604,17 +885,13 @@ def _load_imagefolder(path: str, seed: int = 0, image_size: int = 32, ood: bool 
     tr, va = _split_train_val(n_train, seed)
     info = DatasetInfo(
         f"imagefolder:{root}",
-        (3, image_size, image_size),
+        (3, *shape_hw),
         tuple(names),
         IMAGENET_MEAN,
         IMAGENET_STD,
         fingerprint=_file_list_fingerprint(root, sorted(files)),
     )
     return DatasetBundle(info, Subset(train_full, tr), Subset(train_full, va), test)
-
-
-def _to_rgb(img):  # PIL image → RGB (module level so DataLoader workers can pickle it)
-    return img.convert("RGB")
 
 
 # --------------------------------------------------------------------------- OOD sources

@@ -25,15 +25,30 @@ ATTACKS = ("fgsm", "bim", "pgd", "ddn")
 BACKENDS = ("native", "art")
 PRECISIONS = ("fp32", "bf16")
 DETECTORS = (
+    "ash",
+    "dice",
     "energy",
+    "entropy",
+    "fdbd",
     "feature_reconstruction",
+    "gen",
+    "gradnorm",
+    "klmatching",
     "knn",
+    "lts",
     "mahalanobis",
     "maxlogit",
     "msp",
+    "nci",
+    "nnguide",
     "odin",
+    "react",
     "reconstruction",
+    "rmd",
+    "scale",
+    "she",
     "vim",
+    "vra",
 )
 DEFAULT_DETECTORS = ("msp", "maxlogit", "energy")
 DEFAULT_OOD = ("noise", "natural")

@@ -7,8 +7,15 @@ A model spec is one of
   with it once, then reused from the cache;
 - ``distill:T[:epochs=N]``: defensive distillation at temperature T (the student is the model);
 - a **zoo name** (``resnet20``): that architecture trained plainly;
-- a **file**: a robustood checkpoint (safetensors or a ``weights_only`` torch file) or TorchScript;
+- a **file**: a robustood checkpoint (safetensors or a ``weights_only`` torch file), a
+  ``torch.export`` program (``.pt2``) or TorchScript;
+- an **external architecture** (:mod:`robustood.models.external`): ``torchvision:NAME``,
+  ``hub:OWNER/REPO:ENTRY`` (or ``hub:DIRECTORY:ENTRY``), ``timm:NAME``,
+  ``robustbench:DATASET:THREAT:NAME``, with ``weights=`` a state_dict file;
 - an ``nn.Module``.
+
+Models from outside the zoo go behind :class:`~robustood.models.adapt.AdaptedModel`:
+logits from any output type, ``normalize=`` and the ``features=`` hook.
 
 :func:`parse_model_spec` classifies a spec without loading or training anything (so bad
 specs fail before any work); :func:`resolve_model` returns the ready model;
@@ -33,6 +40,9 @@ from .data import DatasetBundle
 from .errors import RobustoodError, WriteError
 from .inference import accuracy
 from .models import ZOO, Classifier, build_model, default_arch, load_checkpoint, load_model, save_checkpoint
+from .models.adapt import adapt_model, parse_normalize
+from .models.core import check_compatible
+from .models.external import EXTERNAL_SOURCES, load_external, parse_external
 from .recipes import RECIPES, objective_for, parse_recipe, split_recipe
 from .spec import as_float
 from .train import TrainConfig, fit
@@ -52,7 +62,7 @@ __all__ = [
 ]
 
 ModelLike = str | os.PathLike | nn.Module
-Kind = Literal["module", "recipe", "distill", "zoo", "file"]
+Kind = Literal["module", "recipe", "distill", "zoo", "file", "external"]
 MODEL_FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".ts", ".pt2")
 DEFAULT_TEMPERATURE = 20.0
 
@@ -88,6 +98,9 @@ def parse_model_spec(spec: ModelLike) -> ModelSpec:
     name = text.split(":", 1)[0].strip().lower()
     if name == "distill" and not path.exists():
         return ModelSpec("distill", text, _temperature(text))
+    if name in EXTERNAL_SOURCES and not path.exists():
+        parse_external(text)
+        return ModelSpec("external", text)
     if name in RECIPES and not path.exists():
         parse_recipe(text)  # the grammar and epochs=; the recipe's own arguments are checked by check_model_spec
         return ModelSpec("recipe", text)
@@ -97,7 +110,8 @@ def parse_model_spec(spec: ModelLike) -> ModelSpec:
         raise RobustoodError(f"model file {text} does not exist")
     raise RobustoodError(
         f"unknown model {text!r}: use a training recipe ({', '.join([*RECIPES, 'distill'])}; e.g. plain, "
-        f"adv:fgsm:2/255, distill:20), a zoo name ({', '.join(ZOO)}) or a checkpoint / TorchScript file"
+        f"adv:fgsm:2/255, distill:20), a zoo name ({', '.join(ZOO)}), an architecture "
+        f"({', '.join(s + ':NAME' for s in EXTERNAL_SOURCES)}) or a checkpoint / .pt2 / TorchScript file"
     )
 
 
@@ -126,10 +140,14 @@ def check_model_spec(spec: ModelLike, bundle: DatasetBundle) -> ModelSpec:
 
 def model_label(spec: ModelLike, meta: dict[str, Any]) -> str:
     """How a single model is named in the rows of ``attack``, ``ood`` and ``defend``: a recipe
-    other than ``plain`` as given, else the architecture (``small_cnn``; ``torchscript:FILE``)."""
+    other than ``plain`` as given (also the recipe a cached checkpoint given by path was trained
+    with), else the architecture (``small_cnn``; ``torchscript:FILE``; ``torchvision:resnet18``)."""
     parsed = parse_model_spec(spec)
     if parsed.kind in ("recipe", "distill") and parsed.text.lower() != "plain":
         return parsed.text
+    recipe = meta.get("recipe")
+    if parsed.kind == "file" and isinstance(recipe, str) and recipe.strip().lower() not in ("", "plain"):
+        return recipe
     return str(meta.get("arch", parsed.text))
 
 
@@ -143,21 +161,66 @@ def resolve_model(
     cache: str | os.PathLike | None = None,
     config: TrainConfig | None = None,
     progress: bool | None = None,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    normalize: Any = None,
+    features: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model a spec names (``None``: ``plain``), in evaluation mode on ``device``, and its metadata.
 
     ``arch`` is the zoo architecture of recipe and ``distill`` models (default: the
     dataset's); files and modules are checked against the dataset (input shape, classes).
+
+    Args:
+        weights: a state_dict file (safetensors or ``weights_only`` torch file) for an
+            external architecture (``torchvision:NAME`` …) or a zoo name; for
+            ``torchvision:NAME`` also a torchvision weights name (``DEFAULT``).
+        num_classes: the classes the weights were trained for (default: the dataset's);
+            the dataset's labels must be indices below it.
+        normalize: ``"none"`` (the model normalises itself), ``"MEAN,STD"`` or ``(mean, std)``;
+            default: the source's constants (timm, torchvision weights names; RobustBench: none),
+            else the dataset's for external architectures, none for files and modules.
+        features: the layer whose output feature detectors use (a node name of
+            ``torchvision.models.feature_extraction.get_graph_node_names``); default: the input
+            of the last ``nn.Linear``.
     """
     parsed = check_model_spec("plain" if spec is None else spec, bundle)
     dev = torch.device(device)
+    info = bundle.with_num_classes(num_classes).info
+    k = info.num_classes
     kw: dict[str, Any] = dict(seed=seed, device=dev, cache=cache, config=config, progress=progress)
+    if parsed.kind in ("recipe", "distill", "zoo") and normalize is not None:
+        raise RobustoodError(
+            f"{parsed.text} is a robustood model that normalises with the dataset's constants inside itself; "
+            "normalize is for external models and files"
+        )
+    if weights is not None and parsed.kind not in ("external", "zoo"):
+        raise RobustoodError(
+            f"weights are for an architecture (torchvision:NAME, hub:…, timm:NAME, a zoo name); {parsed.text} "
+            "carries its own"
+        )
+    channels = info.input_shape[0]
+    if parsed.kind == "external":
+        net, meta = load_external(parsed.text, num_classes=k, weights=weights, cache=cache)
+        stats = (
+            parse_normalize(normalize, channels) if normalize is not None else meta.pop("normalize", info_stats(info))
+        )
+        net = adapt_model(net.eval(), stats, features, channels).to(dev).eval()
+        check_compatible(net, info, dev)
+        return net, {**meta, "normalize": "none" if stats is None else f"{stats[0]},{stats[1]}"}
+    if parsed.kind == "zoo" and weights is not None:
+        net, _ = load_checkpoint(weights, parsed.source, info)
+        net = _adapted(net.to(dev).eval(), None, features, channels, dev)
+        check_compatible(net, info, dev)
+        return net, {"arch": parsed.source, "weights": str(weights)}
     if parsed.kind in ("module", "file"):
-        return load_model(parsed.source, bundle.info, dev)
+        return load_model(parsed.source, info, dev, arch=arch, normalize=normalize, features=features)
     if parsed.kind == "zoo":
-        return pretrained(bundle, parsed.source, recipe="plain", **kw)
+        net, meta = pretrained(bundle, parsed.source, recipe="plain", **kw)
+        return _adapted(net, None, features, channels, dev), meta
     if parsed.kind == "recipe":
-        return pretrained(bundle, arch, recipe=parsed.text, **kw)
+        net, meta = pretrained(bundle, arch, recipe=parsed.text, **kw)
+        return _adapted(net, None, features, channels, dev), meta
     _, epochs = parse_recipe(parsed.text)
     cfg = config or TrainConfig(seed=seed)
     if epochs is not None:
@@ -165,7 +228,19 @@ def resolve_model(
     kw["config"] = cfg
     assert parsed.temperature is not None
     _, student, meta = distilled_pretrained(bundle, arch, temperature=parsed.temperature, **kw)
-    return student, {**meta, "recipe": parsed.text}
+    return _adapted(student, None, features, channels, dev), {**meta, "recipe": parsed.text}
+
+
+def info_stats(info: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The dataset's normalisation constants ``(mean, std)``."""
+    return tuple(info.mean), tuple(info.std)
+
+
+def _adapted(net: nn.Module, stats: Any, features: str | None, channels: int, dev: torch.device) -> nn.Module:
+    """``net`` as is when nothing needs adapting, else behind :class:`~robustood.models.adapt.AdaptedModel`."""
+    if stats is None and features is None and (isinstance(net, Classifier) or not isinstance(net, nn.Module)):
+        return net
+    return adapt_model(net, stats, features, channels).to(dev).eval()
 
 
 # --------------------------------------------------------------------------- the cache

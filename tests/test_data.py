@@ -118,7 +118,10 @@ def test_unknown_dataset_lists_known_names():
 
 
 @pytest.mark.parametrize("name", sorted(set(DATASETS) - {"digits"}))
-def test_torchvision_dataset_offline_names_the_files(name, tmp_path):
+def test_torchvision_dataset_offline_names_the_files(name, tmp_path, monkeypatch):
+    import robustood.data
+
+    monkeypatch.setattr(robustood.data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-copy")
     with pytest.raises(DatasetUnavailableError) as err:
         load_dataset(name, root=tmp_path, download=False)
     msg = str(err.value)
@@ -140,6 +143,34 @@ def test_torchvision_dataset_failed_download_is_one_clear_error(tmp_path, monkey
         load_dataset("cifar10", root=tmp_path, download=True)
 
 
+def test_imagefolder_mixed_sizes_resized_once_with_notice(tmp_path, caplog):
+    from PIL import Image
+
+    for cls, size in (("a", (10, 12)), ("b", (30, 20))):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", size, (i * 40, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    with caplog.at_level("WARNING", logger="robustood.data"):
+        b = load_dataset(f"imagefolder:{tmp_path}")
+    assert b.info.input_shape == (3, 32, 32) and b.test[0][0].shape == (3, 32, 32)
+    assert sum("--image-size" in r.getMessage() for r in caplog.records) == 1
+    assert load_dataset(f"imagefolder:{tmp_path}", image_size=16).test[0][0].shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_imagefolder_train_and_val_or_test_layout(tmp_path, split):
+    from PIL import Image
+
+    for part, n in (("train", 4), (split, 2)):
+        for cls in ("x", "y"):
+            (tmp_path / part / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / part / cls / f"{i}.png")
+    b = load_dataset(f"imagefolder:{tmp_path}")
+    assert len(b.test) == 4 and len(b.train) + len(b.val) == 8
+    assert b.info.class_names == ("x", "y") and b.info.input_shape == (3, 8, 8)
+
+
 def test_imagefolder(tmp_path):
     from PIL import Image
 
@@ -149,11 +180,13 @@ def test_imagefolder(tmp_path):
         for i in range(10):
             arr = rng.integers(0, 255, size=(20, 24, 3), dtype=np.uint8)
             Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
-    b = load_dataset(f"imagefolder:{tmp_path}")
-    assert b.info.class_names == ("cat", "dog") and b.info.input_shape == (3, 32, 32)
+    b = load_dataset(f"imagefolder:{tmp_path}")  # one shared size: kept (H×W = 20×24)
+    assert b.info.class_names == ("cat", "dog") and b.info.input_shape == (3, 20, 24)
     assert len(b.train) + len(b.val) + len(b.test) == 20
     x, _y = b.test[0]
-    assert x.shape == (3, 32, 32) and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert x.shape == (3, 20, 24) and 0 <= float(x.min()) <= float(x.max()) <= 1
+    b32 = load_dataset(f"imagefolder:{tmp_path}", image_size=32)
+    assert b32.info.input_shape == (3, 32, 32) and b32.test[0][0].shape == (3, 32, 32)
     with pytest.raises(DatasetUnavailableError):
         load_dataset(f"imagefolder:{tmp_path / 'missing'}")
 

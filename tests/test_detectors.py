@@ -266,15 +266,15 @@ def test_fitted_pytorch_ood_object_is_used_as_is(digits, digits_model, digits_te
 def test_register_detector_takes_a_name_and_a_factory(digits, digits_model):
     from pytorch_ood.detector import Entropy
 
-    spec = register_detector("Entropy", lambda model: Entropy(None), kind="logits", label="Entropy")
+    spec = register_detector("MyEntropy", lambda model: Entropy(None), kind="logits", label="Entropy")
     try:
-        assert DETECTORS["entropy"] is spec and parse_detectors("entropy,msp") == ["entropy", "msp"]
-        det = make_detector("entropy")
+        assert DETECTORS["myentropy"] is spec and parse_detectors("myentropy,msp") == ["myentropy", "msp"]
+        det = make_detector("myentropy")
         assert repr(det) == "Entropy()" and det.kind == "logits"
         result = run_ood(digits_model, digits, [det], {"noise": _noise(40)}, progress=False, calibrate=False)
-        assert result.rows[0]["detector"] == "entropy" and result.rows[0]["auroc"] > 0.5
+        assert result.rows[0]["detector"] == "myentropy" and result.rows[0]["auroc"] > 0.5
     finally:
-        DETECTORS.pop("entropy")
+        DETECTORS.pop("myentropy")
 
 
 def test_fit_detectors_shares_one_feature_extraction(digits, digits_model, monkeypatch):
@@ -418,14 +418,18 @@ def test_ood_images_of_another_shape_are_converted(digits, digits_model):
         run_ood(digits_model, digits, ["msp"], {"odd": odd}, progress=False, calibrate=False)
 
 
-def test_model_without_features_shares_logits_only(digits, digits_model, digits_tensors):
+def test_model_without_features_gets_them_from_its_last_linear_layer(digits, digits_model, digits_tensors):
+    """A plain nn.Module's features are the input of its last nn.Linear: here exactly the Classifier's."""
     plain = nn.Sequential(digits_model.normalize, digits_model.backbone, digits_model.head).eval()
     sets = {"noise": _noise(50)}
-    a = run_ood(plain, digits, ["msp", "energy"], sets, progress=False, keep_scores=True, calibrate=False)
-    b = run_ood(digits_model, digits, ["msp", "energy"], sets, progress=False, keep_scores=True, calibrate=False)
-    np.testing.assert_allclose(a.scores["noise"]["energy"], b.scores["noise"]["energy"], rtol=1e-5)
-    with pytest.raises(RobustoodError, match="penultimate features"):
-        run_ood(plain, digits, ["msp", "knn"], sets, progress=False)
+    dets = ["msp", "energy", "knn"]
+    a = run_ood(plain, digits, dets, sets, progress=False, keep_scores=True, calibrate=False)
+    b = run_ood(digits_model, digits, dets, sets, progress=False, keep_scores=True, calibrate=False)
+    for name in dets:
+        np.testing.assert_allclose(a.scores["noise"][name], b.scores["noise"][name], rtol=1e-5, atol=1e-6)
+    no_linear = nn.Sequential(nn.Conv2d(1, 10, 8), nn.Flatten()).eval()
+    with pytest.raises(RobustoodError, match=r"no nn\.Linear layer"):
+        run_ood(no_linear, digits, ["msp", "knn"], sets, progress=False)
 
 
 def test_run_ood_takes_pytorch_ood_objects(digits, digits_model):

@@ -18,6 +18,7 @@ from ..utils import atomic_path, format_eps, parse_eps
 from .app import main
 from .options import (
     EpsList,
+    ModelSource,
     Outputs,
     check_outputs,
     common_options,
@@ -207,6 +208,7 @@ def attack(
     quiet: bool,
     fmt: str,
     out: Path | None,
+    source: ModelSource,
 ) -> None:
     """Attack the model on the test split: one row per attack × eps.
 
@@ -221,7 +223,9 @@ def attack(
     from ..utils import select_device
 
     check_outputs(out, save_adv, folders=[plots])
-    bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
+    bundle = load_dataset(
+        dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
+    ).with_num_classes(source.num_classes)
     # validate every attack before any model is trained or loaded
     attacks = [
         build_attack(
@@ -244,7 +248,7 @@ def attack(
             f"bf16 needs a CUDA device, got {dev.type}; use --precision fp32", param_hint="--precision"
         )
     net, _, label = load_model_option(
-        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet)
+        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet), source=source
     )
     report = evaluate(
         {label: net},

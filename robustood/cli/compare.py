@@ -11,11 +11,13 @@ from ..report import write_rendered
 from .app import main
 from .options import (
     EpsList,
+    ModelSource,
     Outputs,
     cache_dir_option,
     check_outputs,
     data_options,
     emit,
+    model_source_options,
     output_options,
     progress_flag,
     run_options,
@@ -124,6 +126,7 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 )
 @click.option("--all-metrics", is_flag=True, help="Show every metric, not only the headline ones.")
 @cache_dir_option
+@model_source_options
 @data_options
 @run_options
 @output_options
@@ -154,6 +157,7 @@ def compare(
     quiet: bool,
     fmt: str,
     out: Path | None,
+    source: ModelSource,
 ) -> None:
     """Compare models for clean accuracy, robust accuracy, OOD detection and squeezing detection.
 
@@ -191,6 +195,8 @@ def compare(
         config=config,
         data_dir=data_dir,
         download=not no_download,
+        image_size=source.image_size,
+        **source.resolve_kwargs(),
     )
     kept = f"; its units are kept in {store}, so a rerun only writes" if store is not None else ""
     outputs = Outputs(f"the evaluation finished{kept}; only writing the output failed")

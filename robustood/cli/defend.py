@@ -18,6 +18,7 @@ from ..utils import format_eps
 from .app import main
 from .options import (
     EpsList,
+    ModelSource,
     Outputs,
     check_outputs,
     common_options,
@@ -153,6 +154,7 @@ def defend(
     quiet: bool,
     fmt: str,
     out: Path | None,
+    source: ModelSource,
 ) -> None:
     """Measure a defense next to the undefended model under the chosen attacks (one row per attack × eps).
 
@@ -178,10 +180,14 @@ def defend(
         raise click.BadParameter(
             "distillation trains a zoo architecture; name one or leave it out", param_hint="--model"
         )
-    bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
+    bundle = load_dataset(
+        dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
+    ).with_num_classes(source.num_classes)
     dev = select_device(device)
     progress = progress_flag(quiet)
-    net, _, label = load_model_option(model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress)
+    net, _, label = load_model_option(
+        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress, source=source
+    )
     specs = [(a, e) for a in attacks for e in eps_list]
     attack_objects = [build_attack(a, eps=e, seed=seed) for a, e in specs]
     run = dict(attacks=attack_objects, seed=seed, device=dev, batch_size=batch_size, limit=limit, progress=progress)

@@ -14,7 +14,16 @@ import click
 
 from ..names import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS
 from .app import main
-from .options import Outputs, check_outputs, common_options, emit, load_model_option, progress_flag, with_logging
+from .options import (
+    ModelSource,
+    Outputs,
+    check_outputs,
+    common_options,
+    emit,
+    load_model_option,
+    progress_flag,
+    with_logging,
+)
 
 
 def _detectors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -138,6 +147,7 @@ def ood(
     quiet: bool,
     fmt: str,
     out: Path | None,
+    source: ModelSource,
 ) -> None:
     """Detect out-of-distribution inputs: one row per detector × OOD set (higher score = more OOD).
 
@@ -151,10 +161,12 @@ def ood(
 
     check_outputs(out, save_scores, folders=[plots])
     heldout = next((int(s.split(":", 1)[1]) for s in ood_specs if s.lower().startswith("heldout:")), 0)
-    bundle = load_dataset(dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed)
+    bundle = load_dataset(
+        dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed, image_size=source.image_size
+    ).with_num_classes(source.num_classes)
     dev = select_device(device)
     net, _, label = load_model_option(
-        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet)
+        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet), source=source
     )
     keep = plots is not None or save_scores is not None
     report = evaluate(

@@ -7,6 +7,7 @@ import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,16 +82,100 @@ cache_dir_option = click.option(
     help="Where trained models are cached [default: ~/.cache/robustood].",
 )
 
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What ``--weights``, ``--num-classes``, ``--normalize``, ``--feature-layer`` and ``--image-size`` say
+    about a model from outside the zoo and the images it takes."""
+
+    weights: str | None = None
+    num_classes: int | None = None
+    normalize: str | None = None
+    feature_layer: str | None = None
+    image_size: int | None = None
+
+    def resolve_kwargs(self) -> dict[str, Any]:
+        """The keywords of :func:`robustood.resolve.resolve_model` and :func:`robustood.evaluate`."""
+        return {
+            "weights": self.weights,
+            "num_classes": self.num_classes,
+            "normalize": self.normalize,
+            "features": self.feature_layer,
+        }
+
+
+def _normalize(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from ..models.adapt import parse_normalize
+
+    try:
+        parse_normalize(value)
+    except RobustoodError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
+def model_source_options(fn: F) -> F:
+    """``--weights``, ``--num-classes``, ``--normalize``, ``--feature-layer``, ``--image-size``, handed to the
+    command as one ``source: ModelSource``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, weights, num_classes, normalize, feature_layer, image_size, **kwargs: Any) -> Any:
+        source = ModelSource(weights, num_classes, normalize, feature_layer, image_size)
+        return fn(*args, source=source, **kwargs)
+
+    return _stack(
+        click.option(
+            "--weights",
+            default=None,
+            metavar="FILE",
+            help="State_dict of a torchvision:NAME / hub:… / timm:NAME model (or a zoo name): .safetensors or a "
+            "weights-only torch file; for torchvision also a weights name such as DEFAULT (downloaded).",
+        ),
+        click.option(
+            "--num-classes",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Classes the weights were trained for, when more than the dataset's [default: the dataset's].",
+        ),
+        click.option(
+            "--normalize",
+            default=None,
+            callback=_normalize,
+            metavar="none|MEAN,STD",
+            help="Normalisation put in front of a model from outside the zoo: none (it normalises itself), "
+            "MEAN,STD or M1,M2,M3,S1,S2,S3 [default: the dataset's constants for torchvision/hub models, "
+            "timm's own, none for RobustBench and files].",
+        ),
+        click.option(
+            "--feature-layer",
+            default=None,
+            metavar="LAYER",
+            help="Layer whose output feature detectors (knn, mahalanobis, vim …) read, a torchvision "
+            "get_graph_node_names name such as layer4 or avgpool [default: the input of the last linear layer].",
+        ),
+        click.option(
+            "--image-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="imagefolder:PATH: resize images to N×N [default: keep their size when they share one, else 32].",
+        ),
+    )(wrapper)
+
+
 model_options = _stack(
     click.option(
         "--model",
         "-m",
         default=None,
         help="Training recipe (plain, adv:fgsm:2/255, adv:pgd:8/255:epochs=15, distill:20 …) or zoo name, "
-        "trained once and then cached; or a checkpoint (.safetensors/.pt) or TorchScript file. "
-        "[default: plain: small_cnn for grey images, cifar_cnn for colour]",
+        "trained once and then cached; a checkpoint (.safetensors/.pt), torch.export (.pt2) or TorchScript "
+        "file; or torchvision:NAME, hub:OWNER/REPO:ENTRY, timm:NAME, robustbench:DATASET:THREAT:NAME "
+        "(with --weights). [default: plain: small_cnn for grey images, cifar_cnn for colour]",
     ),
     cache_dir_option,
+    model_source_options,
 )
 
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, mps or auto.")
@@ -148,14 +233,16 @@ def load_model_option(
     device: torch.device,
     cache: Path | None,
     progress: bool | None,
+    source: ModelSource | None = None,
 ) -> tuple[nn.Module, dict[str, Any], str]:
     """Resolve ``--model`` with the one resolver (:func:`robustood.resolve.resolve_model`; ``None`` is
-    ``plain``); return the model, its metadata and the label its rows carry
-    (:func:`robustood.resolve.model_label`)."""
+    ``plain``) and the ``--weights`` … options in ``source``; return the model, its metadata and
+    the label its rows carry (:func:`robustood.resolve.model_label`)."""
     from ..resolve import model_label, resolve_model
 
     spec = "plain" if model is None else model.strip()
-    net, meta = resolve_model(spec, bundle, seed=seed, device=device, cache=cache, progress=progress)
+    extra = source.resolve_kwargs() if source is not None else {}
+    net, meta = resolve_model(spec, bundle, seed=seed, device=device, cache=cache, progress=progress, **extra)
     return net, meta, model_label(spec, meta)
 
 

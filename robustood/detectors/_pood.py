@@ -9,6 +9,7 @@ negative, shapes ``B×C`` (logits) and ``B×D`` (features).
 from __future__ import annotations
 
 import torch
+from pytorch_ood import detector  # every detector class, for the registry's builders
 from pytorch_ood.api import (
     Detector,
     FeaturesDetector,
@@ -34,6 +35,7 @@ __all__ = [
     "OODMetrics",
     "RequiresFittingException",
     "ViM",
+    "detector",
     "kind_of",
     "reference_of",
 ]

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import NotFittedError, RobustoodError
-from .base import BaseDetector, batches, extract_features, extract_logits, feature_split, needs_features
+from .base import BaseDetector, batches, extract_features, extract_logits, features_logits, has_features, needs_features
 from .registry import DETECTORS, DetectorSpec
 
 if TYPE_CHECKING:
@@ -95,6 +95,11 @@ class OODDetector(BaseDetector):
             self.detector_ = detector
 
     @property
+    def needs_data(self) -> bool:
+        """Whether fitting reads training data (ASH, SCALE and LTS only need the model's head)."""
+        return self.requires_fit and (self.spec is None or self.spec.fit_data)
+
+    @property
     def params(self) -> dict[str, Any]:
         """The configured parameters (``{}`` for a wrapped object)."""
         return {p: getattr(self, p) for p in self.spec.defaults} if self.spec is not None else {}
@@ -153,6 +158,9 @@ class OODDetector(BaseDetector):
         """
         if not self.requires_fit:
             return self
+        if not self.needs_data:
+            self.detector_ = self._fresh(model)
+            return self
         if self.kind == "features":
             z, y = extract_features(model, data, device, batch_size=batch_size, progress=progress)
             return self.fit_features(z, y, model=model)
@@ -182,8 +190,12 @@ class OODDetector(BaseDetector):
             return super().fit_features(features, labels, model=model)
         labels = _id_labels(labels, self.name)
         detector = self._fresh(model)
+        z = features.detach().float()
         try:
-            self.detector_ = detector.fit_features(features.detach().float(), labels)  # type: ignore[attr-defined]
+            if _on_maps(detector):  # penultimate features as 1×1 feature maps (ASH, ReAct, SCALE, VRA)
+                self.detector_ = detector.fit_feature_maps(z[:, :, None, None], labels)  # type: ignore[attr-defined]
+            else:
+                self.detector_ = detector.fit_features(z, labels)  # type: ignore[attr-defined]
         except (AssertionError, ValueError) as err:
             if isinstance(err, RobustoodError):
                 raise
@@ -207,7 +219,11 @@ class OODDetector(BaseDetector):
         if self.kind != "features":
             return super().score_features(features, logits)
         with _fitting_errors(self.name):
-            scores = self._scorer().predict_features(features)  # type: ignore[attr-defined]
+            scorer = self._scorer()
+            if _on_maps(scorer):
+                scores = scorer.predict_feature_maps(features[:, :, None, None])  # type: ignore[attr-defined]
+            else:
+                scores = scorer.predict_features(features)  # type: ignore[attr-defined]
         return scores.float().to(features.device)
 
     def score(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -217,12 +233,11 @@ class OODDetector(BaseDetector):
             with torch.no_grad():
                 return self.score_logits(model(x))
         if self.kind == "features":
-            split = feature_split(model)
-            if split is None:
+            if not has_features(model):
                 raise RobustoodError(needs_features(self.name))
             with torch.no_grad():
-                z = split[0](x)
-                return self.score_features(z, split[1](z))
+                z, logits = features_logits(model, x)
+                return self.score_features(z, logits)
         with _fitting_errors(self.name):
             return self._scorer(model).predict(x).detach()
 
@@ -236,6 +251,11 @@ def _fitting_errors(name: str) -> Iterator[None]:
         yield
     except _pood.RequiresFittingException:
         raise NotFittedError(f"detector {name!r} is not fitted; call .fit(model, train_data)") from None
+
+
+def _on_maps(detector: Any) -> bool:
+    """Whether a feature detector works on feature maps ``B×C×H×W`` (pytorch-ood's ``FeatureMapsDetector``)."""
+    return hasattr(detector, "predict_feature_maps") and not hasattr(detector, "predict_features")
 
 
 class _Batches:

@@ -29,7 +29,16 @@ from ..inference import check_images, iter_batches
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["BaseDetector", "Kind", "batches", "extract_features", "extract_logits", "feature_split"]
+__all__ = [
+    "BaseDetector",
+    "Kind",
+    "batches",
+    "extract_features",
+    "extract_logits",
+    "feature_split",
+    "features_logits",
+    "has_features",
+]
 
 Kind = Literal["logits", "features", "input"]
 
@@ -106,16 +115,36 @@ def needs_features(name: str) -> str:
     """The error message for a feature detector used with a model without penultimate features."""
     return (
         f"detector {name!r} needs the model's penultimate features: use a robustood Classifier "
-        f"(with .features(x) and .head), or a logit detector such as msp, maxlogit, energy or odin"
+        f"(with .features(x) and .head), a model loaded through robustood (its features are the input of "
+        f"the last linear layer, or the layer named with features= / --feature-layer), or a logit detector "
+        f"such as msp, maxlogit, energy or odin"
     )
 
 
 def feature_split(model: nn.Module | None) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module] | None:
-    """``(features_fn, head)`` when ``model(x) == head(features_fn(x))`` (a robustood Classifier), else ``None``."""
+    """``(features_fn, head)`` when ``model(x) == head(features_fn(x))`` (a robustood Classifier, or
+    an :class:`~robustood.models.adapt.AdaptedModel` reading the last linear layer's input), else ``None``."""
     features, head = getattr(model, "features", None), getattr(model, "head", None)
     if callable(features) and isinstance(head, nn.Module):
         return features, head
     return None
+
+
+def has_features(model: nn.Module | None) -> bool:
+    """Whether feature detectors can read ``model``'s features (:func:`features_logits`)."""
+    return feature_split(model) is not None or callable(getattr(model, "features_logits", None))
+
+
+def features_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``B×D`` and logits ``B×K`` of ``x`` from one forward pass."""
+    both = getattr(model, "features_logits", None)
+    if callable(both):
+        return both(x)
+    split = feature_split(model)
+    if split is None:
+        raise RobustoodError(needs_features("feature-based"))
+    z = split[0](x)
+    return z, split[1](z)
 
 
 def batches(
@@ -157,11 +186,10 @@ def extract_features(
     progress: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features ``N×D`` (float32, on ``device``) and labels ``N`` (CPU) of every input of ``data``."""
-    split = feature_split(model)
-    if split is None:
+    if not has_features(model):
         raise RobustoodError(needs_features("feature-based"))
     model.eval()
-    return _collect(split[0], data, device, batch_size, progress, "features")
+    return _collect(lambda x: features_logits(model, x)[0], data, device, batch_size, progress, "features")
 
 
 def extract_logits(

@@ -56,6 +56,8 @@ class DetectorSpec:
             an ``input`` detector's ``fit(loader)`` gets from a training ``Dataset`` (default:
             ordered batches of ``batch_size``).
         wrapped: ``False`` for a detector that implements robustood's interface itself.
+        fit_data: ``False`` for a detector that is "fitted" only to be built with the model's head
+            (ASH, SCALE, LTS): it needs no training data.
     """
 
     build: Callable[..., Any]
@@ -68,6 +70,7 @@ class DetectorSpec:
     check: Callable[..., None] | None = None
     loader: Callable[..., Iterable] | None = None
     wrapped: bool = True
+    fit_data: bool = True
 
 
 # --------------------------------------------------------------------------- builders (import pytorch-ood lazily)
@@ -109,7 +112,10 @@ def _vim(model: nn.Module | None, *, d: int):
     split = feature_split(model)
     head = split[1] if split is not None else None
     if not isinstance(head, nn.Linear):
-        raise RobustoodError("ViM needs the model's final nn.Linear layer as model.head (a robustood Classifier)")
+        raise RobustoodError(
+            "ViM needs the model's final nn.Linear layer as model.head: a robustood Classifier, or a model whose "
+            "features are the input of its last nn.Linear layer (the default; leave the feature layer out)"
+        )
     w, b = head.weight.detach().float(), head.bias.detach().float()
     return _pood.ViM(None, d=min(d, max(1, w.shape[1] // 2)), w=w, b=b)
 
@@ -150,7 +156,120 @@ def _squeeze(model: nn.Module | None, **params: Any):
     return FeatureSqueezingDetector(**params)
 
 
+def _head(model: nn.Module | None, name: str) -> nn.Module:
+    """The model's final layer (its features → logits), which detectors such as fDBD and DICE read."""
+    split = feature_split(model)
+    if split is None:
+        raise RobustoodError(
+            f"{name} needs the model's final layer: a robustood Classifier (model.head) or a model whose features "
+            "are the input of its last nn.Linear layer (the default; leave the feature layer out)"
+        )
+    return split[1]
+
+
+def _linear_head(model: nn.Module | None, name: str) -> nn.Linear:
+    head = _head(model, name)
+    if not isinstance(head, nn.Linear):
+        raise RobustoodError(f"{name} needs the model's final layer to be an nn.Linear, got {type(head).__name__}")
+    return head
+
+
+class _OnMaps(nn.Module):
+    """A head applied to penultimate features given as ``B×D×1×1`` feature maps."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, maps):
+        return self.head(maps.flatten(1))
+
+
+def _pood(cls_name: str):
+    from . import _pood
+
+    return getattr(_pood.detector, cls_name)
+
+
+def _entropy(model: nn.Module | None):
+    return _pood("Entropy")(None)
+
+
+def _gen(model: nn.Module | None, *, gamma: float, m: int | None):
+    return _pood("GEN")(None, gamma=gamma, M=m)
+
+
+def _klmatching(model: nn.Module | None):
+    return _pood("KLMatching")(None)
+
+
+def _dice(model: nn.Module | None, *, p: float):
+    head = _linear_head(model, "DICE")
+    bias = head.bias if head.bias is not None else head.weight.new_zeros(head.weight.shape[0])
+    return _pood("DICE")(None, w=head.weight.detach().float(), b=bias.detach().float(), p=p)
+
+
+def _she(model: nn.Module | None):
+    return _pood("SHE")(None, _head(model, "SHE"))
+
+
+def _fdbd(model: nn.Module | None):
+    return _pood("fDBD")(None, _linear_head(model, "fDBD"))
+
+
+def _nnguide(model: nn.Module | None, *, k: int):
+    return _pood("NNGuide")(None, _head(model, "NNGuide"), k=k)
+
+
+def _nci(model: nn.Module | None, *, alpha: float):
+    return _pood("NCI")(None, _linear_head(model, "NCI"), alpha=alpha)
+
+
+def _rmd(model: nn.Module | None):
+    return _pood("RMD")(None)
+
+
+def _lts(model: nn.Module | None, *, p: float):
+    return _pood("LTS")(None, _head(model, "LTS"), p=p)
+
+
+def _ash(model: nn.Module | None, *, variant: str, percentile: float):
+    return _pood("ASH")(None, _OnMaps(_head(model, "ASH")), variant=variant, percentile=percentile)
+
+
+def _react(model: nn.Module | None, *, percentile: float):
+    return _pood("ReAct")(None, _OnMaps(_head(model, "ReAct")), percentile=percentile)
+
+
+def _scale(model: nn.Module | None, *, percentile: float):
+    return _pood("SCALE")(None, _OnMaps(_head(model, "SCALE")), percentile=percentile)
+
+
+def _vra(model: nn.Module | None, *, lower_percentile: float, upper_percentile: float):
+    head = _OnMaps(_head(model, "VRA"))
+    return _pood("VRA")(None, head, lower_percentile=lower_percentile, upper_percentile=upper_percentile)
+
+
+def _gradnorm(model: nn.Module | None, *, temperature: float):
+    return _pood("GradNorm")(model, temperature=temperature)
+
+
 # --------------------------------------------------------------------------- parameter checks
+
+
+def _fraction(name: str):
+    def check(**params: Any) -> None:
+        for key, value in params.items():
+            if key in ("p", "percentile", "lower_percentile", "upper_percentile") and not 0 <= value <= 1:
+                raise RobustoodError(f"{name} {key} must be a fraction in [0, 1] (e.g. 0.9, not 90), got {value}")
+            if key in ("k", "m") and value is not None and value < 1:
+                raise RobustoodError(f"{name} {key} must be at least 1, got {value}")
+            if key in ("gamma", "temperature") and not value > 0:
+                raise RobustoodError(f"{name} {key} must be positive, got {value}")
+            if key == "variant" and value not in ("ash-s", "ash-p", "ash-b"):
+                raise RobustoodError(f"ASH variant must be ash-s, ash-p or ash-b, got {value!r}")
+
+    return check
 
 
 def _check_odin(*, eps: float, temperature: float) -> None:
@@ -261,6 +380,137 @@ DETECTORS: dict[str, DetectorSpec] = {
         shown=_RECONSTRUCTION_SHOWN,
         check=_check_reconstruction,
         loader=_shuffled,
+    ),
+    "entropy": DetectorSpec(
+        _entropy,
+        "logits",
+        {},
+        "Chan et al., Entropy Maximization and Meta Classification for Out-of-Distribution Detection in Semantic "
+        "Segmentation, ICCV 2021 (predictive entropy)",
+        label="Entropy",
+    ),
+    "gen": DetectorSpec(
+        _gen,
+        "logits",
+        {"gamma": 0.1, "m": None},
+        "Liu et al., GEN: Pushing the Limits of Softmax-Based Out-of-Distribution Detection, CVPR 2023",
+        label="GEN",
+        check=_fraction("GEN"),
+    ),
+    "klmatching": DetectorSpec(
+        _klmatching,
+        "logits",
+        {},
+        "Hendrycks et al., Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022",
+        label="KLMatching",
+        requires_fit=True,
+    ),
+    "dice": DetectorSpec(
+        _dice,
+        "features",
+        {"p": 0.7},
+        "Sun & Li, DICE: Leveraging Sparsification for Out-of-Distribution Detection, ECCV 2022",
+        label="DICE",
+        requires_fit=True,
+        check=_fraction("DICE"),
+    ),
+    "she": DetectorSpec(
+        _she,
+        "features",
+        {},
+        "Zhang et al., Out-of-Distribution Detection based on In-Distribution Data Patterns Memorization with "
+        "Modern Hopfield Energy, ICLR 2023",
+        label="SHE",
+        requires_fit=True,
+    ),
+    "fdbd": DetectorSpec(
+        _fdbd,
+        "features",
+        {},
+        "Liu & Qin, Fast Decision Boundary based Out-of-Distribution Detector, ICML 2024",
+        label="fDBD",
+        requires_fit=True,
+    ),
+    "nnguide": DetectorSpec(
+        _nnguide,
+        "features",
+        {"k": 10},
+        "Park et al., Nearest Neighbor Guidance for Out-of-Distribution Detection, ICCV 2023",
+        label="NNGuide",
+        requires_fit=True,
+        check=_fraction("NNGuide"),
+    ),
+    "nci": DetectorSpec(
+        _nci,
+        "features",
+        {"alpha": 0.0},
+        "Liu & Qin, Detecting Out-of-Distribution Through the Lens of Neural Collapse, CVPR 2025",
+        label="NCI",
+        requires_fit=True,
+    ),
+    "rmd": DetectorSpec(
+        _rmd,
+        "features",
+        {},
+        "Ren et al., A Simple Fix to Mahalanobis Distance for Improving Near-OOD Detection, arXiv 2021",
+        label="RMD",
+        requires_fit=True,
+    ),
+    "lts": DetectorSpec(
+        _lts,
+        "features",
+        {"p": 0.05},
+        "Logit Scaling for Out-of-Distribution Detection, Machine Vision and Applications 2025",
+        label="LTS",
+        requires_fit=True,
+        fit_data=False,
+        check=_fraction("LTS"),
+    ),
+    "ash": DetectorSpec(
+        _ash,
+        "features",
+        {"variant": "ash-s", "percentile": 0.65},
+        "Djurisic et al., Extremely Simple Activation Shaping for Out-of-Distribution Detection, ICLR 2023",
+        label="ASH",
+        requires_fit=True,
+        fit_data=False,
+        check=_fraction("ASH"),
+    ),
+    "react": DetectorSpec(
+        _react,
+        "features",
+        {"percentile": 0.9},
+        "Sun et al., ReAct: Out-of-distribution Detection With Rectified Activations, NeurIPS 2021",
+        label="ReAct",
+        requires_fit=True,
+        check=_fraction("ReAct"),
+    ),
+    "scale": DetectorSpec(
+        _scale,
+        "features",
+        {"percentile": 0.65},
+        "Xu et al., Scaling for Training Time and Post-hoc Out-of-distribution Detection Enhancement, ICLR 2024",
+        label="SCALE",
+        requires_fit=True,
+        fit_data=False,
+        check=_fraction("SCALE"),
+    ),
+    "vra": DetectorSpec(
+        _vra,
+        "features",
+        {"lower_percentile": 0.01, "upper_percentile": 0.99},
+        "Xu et al., Variational Rectified Activation for Out-of-distribution Detection, NeurIPS 2023",
+        label="VRA",
+        requires_fit=True,
+        check=_fraction("VRA"),
+    ),
+    "gradnorm": DetectorSpec(
+        _gradnorm,
+        "input",
+        {"temperature": 1.0},
+        "Huang et al., On the Importance of Gradients for Detecting Distributional Shifts in the Wild, NeurIPS 2021",
+        label="GradNorm",
+        check=_fraction("GradNorm"),
     ),
     "squeeze": DetectorSpec(
         _squeeze,

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import RobustoodError
-from .base import BaseDetector, extract_features, feature_split
+from .base import BaseDetector, extract_features, features_logits
 from .scores import save_scores
 
 __all__ = [
@@ -67,17 +67,24 @@ def detector_labels(detectors: Sequence[BaseDetector]) -> list[str]:
 
 
 def fit_detectors(
-    detectors: Sequence[BaseDetector],
+    detectors: Sequence[Any],
     model: nn.Module,
     train_data: Dataset,
     *,
     device: torch.device | str,
     batch_size: int = 256,
     progress: bool | None = None,
-) -> None:
-    """Fit every unfitted detector on ID training data; feature detectors share one feature extraction."""
+) -> list[BaseDetector]:
+    """Fit every unfitted detector on ID training data; feature detectors share one feature extraction.
+
+    Names and pytorch-ood objects are made detectors first (:func:`make_detector`; a wrapped
+    pytorch-ood object is fitted in place); returns the detectors, fitted.
+    """
+    from .adapter import make_detector
+
+    detectors = [make_detector(d) for d in detectors]
     todo = [d for d in detectors if not d.is_fitted]
-    shared = [d for d in todo if d.kind == "features"]
+    shared = [d for d in todo if d.kind == "features" and getattr(d, "needs_data", True)]
     if shared:
         z, y = extract_features(model, train_data, device, batch_size=batch_size, progress=progress)
         for d in shared:
@@ -86,6 +93,7 @@ def fit_detectors(
     for d in todo:
         if d not in shared:
             d.fit(model, train_data, device, batch_size=batch_size, progress=progress)
+    return detectors
 
 
 def score_batch(
@@ -101,11 +109,9 @@ def score_batch(
     ``model.head`` when any detector needs features); ``logits`` already computed by the
     caller are reused when no detector needs features. Input detectors run their own pass.
     """
-    split = feature_split(model) if any(d.kind == "features" for d in detectors) else None
     with torch.no_grad():
-        if split is not None:
-            z = split[0](x)
-            logits = split[1](z)
+        if any(d.kind == "features" for d in detectors):
+            z, logits = features_logits(model, x)
         else:
             z = None
             if logits is None:

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from ..data import DatasetBundle, load_dataset
+from ..data import DatasetBundle, as_bundle, as_ood_dataset, load_dataset
 from ..errors import RobustoodError
 from ..report import Report, Row
 from ..store import ResultStore, provenance
@@ -97,23 +97,52 @@ def _listed(value: Any) -> list[Any]:
     return list(value)
 
 
-def _bundle(dataset: str | DatasetBundle, ood: Any, *, data_dir, download: bool, seed: int) -> DatasetBundle:
-    if isinstance(dataset, DatasetBundle):
-        return dataset
-    names = list(ood) if not isinstance(ood, Mapping) else []
+def _bundle(
+    dataset: Any, ood: Any, *, data_dir, download: bool, seed: int, num_classes=None, train=None, image_size=None
+) -> DatasetBundle:
+    if not isinstance(dataset, (str, os.PathLike)):
+        return as_bundle(dataset, num_classes=num_classes, train=train)
+    if train is not None:
+        raise RobustoodError("train= is for data given as tensors or a Dataset; a named dataset has its own splits")
+    names = [o for o in ood if isinstance(o, str)] if not isinstance(ood, Mapping) else []
     heldout = {int(o.split(":", 1)[1]) for o in names if o.lower().startswith("heldout:") and o[8:].isdigit()}
     if len(heldout) > 1:
         raise RobustoodError(f"one heldout:K per evaluation (models are trained without those K classes): {heldout}")
-    return load_dataset(dataset, root=data_dir, download=download, heldout=heldout.pop() if heldout else 0, seed=seed)
+    return load_dataset(
+        str(dataset),
+        root=data_dir,
+        download=download,
+        heldout=heldout.pop() if heldout else 0,
+        seed=seed,
+        image_size=image_size,
+    )
+
+
+def _ood_inputs(ood: Any) -> Sequence[str] | Mapping[str, Any]:
+    """OOD sets as names, or as ``{name: data}`` where any is data (a Dataset, a DataLoader,
+    ``(x, y)`` or ``x`` tensors; unnamed ones become ``ood0``, ``ood1`` …), each as an OOD dataset."""
+    if isinstance(ood, Mapping):
+        return {str(k): as_ood_dataset(v, str(k)) for k, v in ood.items()}
+    if isinstance(ood, (torch.Tensor, Dataset, DataLoader)) or (
+        isinstance(ood, tuple) and len(ood) == 2 and all(isinstance(v, torch.Tensor) for v in ood)
+    ):
+        ood = [ood]
+    items = _listed(ood)
+    if all(isinstance(o, str) for o in items):
+        return items
+    return {
+        (o if isinstance(o, str) else f"ood{i}"): (o if isinstance(o, str) else as_ood_dataset(o, f"ood{i}"))
+        for i, o in enumerate(items)
+    }
 
 
 def evaluate(
     models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike],
-    dataset: str | DatasetBundle = "digits",
+    dataset: str | DatasetBundle | Dataset | DataLoader | tuple[torch.Tensor, torch.Tensor] = "digits",
     *,
     attacks: Sequence[Any] = (),
     detectors: Sequence[Any] = (),
-    ood: Sequence[str] | Mapping[str, Dataset] = (),
+    ood: Sequence[Any] | Mapping[str, Any] = (),
     defenses: Sequence[Any] = (),
     arch: str | None = None,
     seed: int = 0,
@@ -130,6 +159,12 @@ def evaluate(
     config: Any = None,
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
+    train: Any = None,
+    num_classes: int | None = None,
+    weights: str | os.PathLike | None = None,
+    normalize: Any = None,
+    features: str | None = None,
+    image_size: int | None = None,
 ) -> Report:
     """Evaluate models for robustness and OOD detection on one dataset, each pass computed once.
 
@@ -138,16 +173,20 @@ def evaluate(
             ``adv:fgsm:2/255``, ``adv:fgsm:2/255:epochs=15``, ``noise:8/255``, ``oe:noise``,
             ``distill:20``), zoo names (``resnet20``), checkpoint / TorchScript paths, or
             ``nn.Module`` s; a mapping ``{label: model}`` names them in the report.
-        dataset: a dataset name (``digits``, ``cifar10`` …, ``imagefolder:PATH``) or a loaded
-            :class:`~robustood.data.DatasetBundle`; its test split is evaluated.
+        dataset: a dataset name (``digits``, ``cifar10`` …, ``imagefolder:PATH``), a loaded
+            :class:`~robustood.data.DatasetBundle` (its test split is evaluated), or your own
+            data: ``(x, y)`` tensors (images ``N×C×H×W`` in [0, 1], labels ``N``), a map-style
+            ``Dataset`` of ``(image, label)`` pairs or a ``DataLoader`` over one, evaluated as
+            the test split (see :meth:`DatasetBundle.from_tensors`, :meth:`DatasetBundle.from_datasets`).
         attacks: attack specs ``NAME:EPS[:NORM][:key=value]`` (``fgsm:2/255``, ``pgd:8/255``,
             ``pgd:0.5:l2``, ``ddn:1``) or attack objects (:func:`robustood.attacks.build_attack`,
             a wrapped ART attack); eps in [0, 1] pixel units, used exactly as given.
         detectors: OOD detector names (``msp``, ``maxlogit``, ``energy``, ``odin``,
             ``mahalanobis``, ``vim``, ``knn``, ``reconstruction`` …) or detector objects.
         ood: OOD sets (``noise``, ``gaussian``, ``natural``, ``heldout:K``, a dataset name,
-            ``adv:ATTACK`` — adversarial test images, made in the matching attack pass), or a
-            mapping ``{name: dataset}``.
+            ``adv:ATTACK`` — adversarial test images, made in the matching attack pass), your own
+            data (a ``Dataset``, ``DataLoader``, ``(x, y)`` or ``x`` tensors; named ``ood0`` …), or
+            a mapping ``{name: data}``.
         defenses: ``"squeeze"`` or a :class:`~robustood.defenses.FeatureSqueezingDetector`:
             its detection rate under every attack and its false-positive rate on clean data
             (distillation is a model: ``distill:T``).
@@ -163,6 +202,18 @@ def evaluate(
         store: a JSON-lines file (or :class:`~robustood.store.ResultStore`) of finished units;
             a rerun with the same arguments resumes from it instead of recomputing.
         cache: the model cache directory; config: training settings of models to train.
+        train: for your own data: the ID training split (same forms as ``dataset``) that
+            detectors which need fitting (``knn``, ``mahalanobis`` …) fit on.
+        num_classes: the classes of your own data (default: the model's output width where a
+            model is an ``nn.Module``, else the largest label + 1), or the classes external
+            weights were trained for when more than the dataset's.
+        weights: the state_dict file of ``torchvision:NAME`` / ``hub:…`` / ``timm:NAME`` models
+            (a torchvision weights name such as ``DEFAULT`` is downloaded).
+        normalize: ``"none"`` (models that normalise themselves), ``"MEAN,STD"`` or ``(mean, std)``
+            for models from outside the zoo (see :func:`robustood.resolve.resolve_model`).
+        features: the layer feature detectors read (a node name from torchvision's
+            ``get_graph_node_names``); default: the input of the last ``nn.Linear`` layer.
+        image_size: ``imagefolder:PATH`` datasets: resize to this many pixels a side.
 
     Returns:
         A :class:`~robustood.report.Report`: tidy rows ``(model, input_set, attack, eps,
@@ -197,9 +248,20 @@ def evaluate(
         raise RobustoodError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dev = select_device(device)
     labelled = _labelled(models)
-    ood = ood if isinstance(ood, Mapping) else _listed(ood)
+    ood = _ood_inputs(ood)
     attacks, detectors, defenses = _listed(attacks), _listed(detectors), _listed(defenses)
-    bundle = _bundle(dataset, ood, data_dir=data_dir, download=download, seed=seed).limited(limit)
+    if num_classes is None and not isinstance(dataset, (str, os.PathLike, DatasetBundle)):
+        num_classes = _output_width(labelled, dataset)
+    bundle = _bundle(
+        dataset,
+        ood,
+        data_dir=data_dir,
+        download=download,
+        seed=seed,
+        num_classes=num_classes,
+        train=train,
+        image_size=image_size,
+    ).limited(limit)
     plan = make_plan(
         bundle,
         attacks=attacks,
@@ -213,6 +275,7 @@ def evaluate(
     )
     for spec in labelled.values():
         check_model_spec(spec, bundle)
+    bundle = bundle.with_num_classes(num_classes)
     keep = len(bundle.test) if keep is True else int(keep)  # type: ignore[arg-type]
     if not isinstance(store, ResultStore):
         store = ResultStore(store)
@@ -228,12 +291,15 @@ def evaluate(
         "batch_size": batch_size,
         "train_config": asdict(config) if config is not None else None,
     }
+    # how models from outside the zoo are loaded is part of what a stored unit measured
+    sources = [f"{k}={v}" for k, v in (("weights", weights), ("num_classes", num_classes),
+               ("normalize", normalize), ("features", features)) if v is not None]  # fmt: skip
     ctx = Context(
         device=dev,
         batch_size=batch_size,
         progress=progress,
         store=store,
-        prefix=fingerprint(bundle.info.key, arch, seed, limit, config_record["train_config"]),
+        prefix=fingerprint(bundle.info.key, arch, seed, limit, config_record["train_config"], *sources),
         keep=keep,
         keep_scores=keep_scores,
         ood_size=ood_size,
@@ -244,7 +310,18 @@ def evaluate(
     thresholds: dict[str, dict[str, float]] = {}
     for label, spec in labelled.items():
         model, meta = resolve_model(
-            spec, bundle, arch=arch, seed=seed, device=dev, cache=cache, config=config, progress=progress
+            spec,
+            bundle,
+            arch=arch,
+            seed=seed,
+            device=dev,
+            cache=cache,
+            config=config,
+            progress=progress,
+            weights=weights,
+            num_classes=num_classes,
+            normalize=normalize,
+            features=features,
         )
         model.eval()
         model_meta[label] = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, type(None)))}
@@ -262,6 +339,35 @@ def evaluate(
     if thresholds:
         report.meta["thresholds"] = thresholds
     return report
+
+
+def _output_width(labelled: Mapping[str, ModelLike], data: Any) -> int | None:
+    """The number of classes of data given without one: the first ``nn.Module`` model's output
+    width on one input (``None`` when no model is a module or the probe fails)."""
+    from ..models.adapt import logits_of
+
+    module = next((m for m in labelled.values() if isinstance(m, nn.Module)), None)
+    if module is None:
+        return None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x = torch.as_tensor(data[0])[:1]
+    else:
+        ds = data.dataset if isinstance(data, DataLoader) else data
+        try:
+            x = ds[0][0].unsqueeze(0)
+        except Exception:  # not indexable the way evaluate() reads data; as_bundle says why
+            return None
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            device = next((p.device for p in module.parameters()), torch.device("cpu"))
+            out = logits_of(module(x.float().to(device)))
+    except Exception:  # the model check after loading reports incompatible models clearly
+        return None
+    finally:
+        module.train(was_training)
+    return int(out.shape[-1]) if out.dim() == 2 else None
 
 
 # --------------------------------------------------------------------------- one family at a time

@@ -150,7 +150,8 @@ def load_checkpoint(
     if meta is None:
         if arch is None or info is None:
             raise RobustoodError(
-                f"{path} carries no robustood metadata; name its architecture (one of {', '.join(ZOO)})"
+                f"{path} carries no robustood metadata; name its architecture: a zoo name ({', '.join(ZOO)}) "
+                f"with --arch, or torchvision:NAME (or hub:…, timm:NAME) as the model with --weights {path}"
             )
         meta = {"arch": arch, "dataset": None}
     else:
@@ -187,21 +188,37 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def load_model(
-    source: str | os.PathLike | nn.Module, info: DatasetInfo, device: torch.device | str = "cpu"
+    source: str | os.PathLike | nn.Module,
+    info: DatasetInfo,
+    device: torch.device | str = "cpu",
+    *,
+    arch: str | None = None,
+    normalize: Any = None,
+    features: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """A ready model for ``info`` from an ``nn.Module``, a checkpoint file or a TorchScript file.
+    """A ready model for ``info`` from an ``nn.Module``, a checkpoint file, a ``torch.export``
+    program (``.pt2``) or a TorchScript file.
 
     The model takes images in [0, 1]; it is checked against ``info`` (input shape and
     class count) with a dummy batch. Zoo names are resolved by the caller
-    (:func:`robustood.train.pretrained` trains or reuses a cached model).
+    (:func:`robustood.train.pretrained` trains or reuses a cached model). A bare state_dict
+    needs ``arch`` (a zoo name). Anything but a robustood :class:`Classifier` goes behind
+    :class:`~robustood.models.adapt.AdaptedModel` (logits from any output type,
+    ``normalize``: ``"none"``, ``"MEAN,STD"`` or ``(mean, std)``; ``features``: the feature layer).
     """
+    from .adapt import adapt_model, parse_normalize
+    from .external import is_exported, load_exported
+
+    stats = parse_normalize(normalize, info.input_shape[0])
     if isinstance(source, nn.Module):
         model, meta = source, {"arch": type(source).__name__}
     else:
         path = Path(source)
         if not path.is_file():
             raise RobustoodError(f"model {str(source)!r} is neither a zoo name ({', '.join(ZOO)}) nor an existing file")
-        if _is_torchscript(path):
+        if is_exported(path):
+            model, meta = load_exported(path)
+        elif _is_torchscript(path):
             try:
                 with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what users have
                     warnings.simplefilter("ignore", FutureWarning)
@@ -210,8 +227,12 @@ def load_model(
                 raise RobustoodError(f"{path} is not a loadable TorchScript file: {_first_line(exc)}") from None
             meta = {"arch": f"torchscript:{path.name}"}
         else:
-            model, meta = load_checkpoint(path)
-            saved = meta["dataset"]
+            model, meta = load_checkpoint(path, arch, info)
+            saved = meta["dataset"] or {
+                "name": info.name,
+                "input_shape": info.input_shape,
+                "class_names": info.class_names,
+            }
             if tuple(saved["input_shape"]) != tuple(info.input_shape) or len(saved["class_names"]) != info.num_classes:
                 raise IncompatibleModelError(
                     f"{path} was trained on {saved['name']} (shape {tuple(saved['input_shape'])}, "
@@ -219,6 +240,12 @@ def load_model(
                     f"{info.num_classes} classes)"
                 )
     check_weights(model)  # before any move: a meta model cannot be moved
+    if isinstance(model, Classifier) and stats is not None:
+        raise RobustoodError(
+            f"{source} is a robustood model that normalises inside itself; normalize is for other models"
+        )
+    if not isinstance(model, Classifier) or features is not None:
+        model = adapt_model(model, stats, features)
     model = model.to(device).eval()
     check_compatible(model, info, device)
     return model, meta
