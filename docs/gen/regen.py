@@ -96,11 +96,12 @@ def documented(name: str) -> str:
 
 def write_sample(name: str) -> None:
     path = DOCS / SAMPLES[name][1]
-    text = path.read_text(encoding="utf-8")
     pattern = re.compile(rf"<!-- gen:{re.escape(name)} -->.*?<!-- /gen:{re.escape(name)} -->", re.S)
-    if not pattern.search(text):
+    if not pattern.search(path.read_text(encoding="utf-8")):
         raise KeyError(f"{path.name} has no <!-- gen:{name} --> block")
-    path.write_text(pattern.sub(lambda _: block(name, run_sample(name)), text), encoding="utf-8")
+    new = block(name, run_sample(name))  # run first, then read: edits made meanwhile are kept
+    text = path.read_text(encoding="utf-8")
+    path.write_text(pattern.sub(lambda _: new, text), encoding="utf-8")
 
 
 def numbers(output: str) -> dict[tuple[str, str], float]:
