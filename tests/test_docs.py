@@ -77,9 +77,24 @@ def _snippets():
 @pytest.mark.slow
 @pytest.mark.parametrize(("page", "blocks"), _snippets())
 def test_python_snippets_run_as_written(page, blocks, tmp_path, monkeypatch):
-    """The blocks of one page run in order in one namespace, as a reader runs them."""
-    from robustood.cli import main
+    """The blocks of one page run in order in one namespace, as a reader runs them.
 
+    What runs is the code as written; only the models the snippets train take 2 epochs here
+    (a cache of this test's own keeps them away from every other test)."""
+    from dataclasses import dataclass
+
+    import robustood.defenses.distillation
+    import robustood.resolve
+    from robustood.cli import main
+    from robustood.train import TrainConfig
+
+    @dataclass(frozen=True)
+    class ShortTraining(TrainConfig):
+        epochs: int = 2
+
+    for module in (robustood.resolve, robustood.defenses.distillation):
+        monkeypatch.setattr(module, "TrainConfig", ShortTraining)
+    monkeypatch.setenv("ROBUSTOOD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     torch.set_num_threads(1)
