@@ -97,14 +97,18 @@ def test_python_snippets_run_as_written(page, blocks, tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTOOD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    namespace: dict = {"__name__": "__doc__"}
-    for setup, code in blocks:
-        for command in setup:
-            args = command.split()[1:]
-            result = CliRunner().invoke(main, [*args, "--device", "cpu", "--quiet"])
-            assert result.exit_code == 0, result.output
-        exec(compile(code, f"{page}", "exec"), namespace)
+    try:
+        namespace: dict = {"__name__": "__doc__"}
+        for setup, code in blocks:
+            for command in setup:
+                args = command.split()[1:]
+                result = CliRunner().invoke(main, [*args, "--device", "cpu", "--quiet"])
+                assert result.exit_code == 0, result.output
+            exec(compile(code, f"{page}", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)  # later tests (the pinned goldens) run with the default
 
 
 def test_mahalanobis_score_is_half_d2_over_n():
