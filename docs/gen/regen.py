@@ -9,7 +9,8 @@
   terminal, one torch thread);
 * the pictures of ``docs/img/`` (:data:`PICTURES`), the plots the commands write.
 
-``python docs/gen/regen.py attack pictures`` regenerates only those parts.
+``python docs/gen/regen.py attack pictures`` regenerates only those parts (and the CLI
+reference, always; ``python docs/gen/regen.py cli`` writes the reference alone).
 
 ``python docs/gen/regen.py --check`` changes nothing and exits 1 when a file is out of date
 (the CLI reference) — ``tests/test_docs.py`` runs the same checks and compares the printed
@@ -240,6 +241,8 @@ def main(argv: list[str]) -> int:
     print(f"wrote {cli_md}")
     names = [a for a in argv if not a.startswith("-")] or [*SAMPLES, "pictures"]
     for name in names:
+        if name == "cli":  # the reference alone: python docs/gen/regen.py cli
+            continue
         if name == "pictures":
             write_pictures()
             continue
