@@ -98,6 +98,7 @@ def predict_logits(
 
 
 def accuracy(model: nn.Module, ds: Dataset, device: torch.device | str = "cpu", batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``ds`` (a fraction in [0, 1])."""
+    """Top-1 accuracy of ``model`` on ``ds`` (a fraction in [0, 1]), from counts in float64:
+    350 of 360 correct is ``0.9722222222222222``."""
     logits, y = predict_logits(model, ds, device, batch_size)
-    return float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+    return int((logits.argmax(1) == y).sum()) / len(y) if len(y) else float("nan")

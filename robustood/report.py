@@ -12,8 +12,9 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,17 @@ from tabulate import tabulate
 
 from .utils import atomic_path, format_eps
 
-__all__ = ["FORMATS", "Report", "Row", "render", "write_rendered"]
+__all__ = [
+    "FORMATS",
+    "Report",
+    "Row",
+    "column_decimals",
+    "match_columns",
+    "render",
+    "select_columns",
+    "transpose_wide",
+    "write_rendered",
+]
 
 FORMATS = ("table", "markdown", "csv", "json")
 RowLike = Mapping[str, Any]
@@ -42,8 +53,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def render(rows: Sequence[RowLike], fmt: str = "table", floatfmt: str = ".4f") -> str:
-    """Render ``rows`` as ``table`` (terminal), ``markdown``, ``csv`` or ``json`` (array of objects)."""
+def render(
+    rows: Sequence[RowLike],
+    fmt: str = "table",
+    floatfmt: str | None = None,
+    *,
+    width: int | None = None,
+    keys: Sequence[str] = (),
+    transpose: bool = False,
+) -> str:
+    """Render ``rows`` as ``table`` (terminal), ``markdown``, ``csv`` or ``json`` (array of objects).
+
+    ``json`` and ``csv`` keep full precision. ``table`` and ``markdown`` round each float column
+    to a precision that suits its values (:func:`column_decimals`; ``floatfmt`` forces one
+    format). A ``table`` wider than ``width`` characters (default: the terminal's width) is
+    wrapped into blocks of columns that fit, each block repeating the ``keys`` columns that
+    name a row (``model``, ``attack`` …); with ``transpose`` (a comparison matrix from
+    :meth:`Report.wide`) it is shown instead one metric per line and one column per model
+    (:func:`transpose_wide`).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     cols = _columns(rows)
@@ -56,12 +84,125 @@ def render(rows: Sequence[RowLike], fmt: str = "table", floatfmt: str = ".4f") -
         for r in rows:
             writer.writerow({c: ("" if _plain(r.get(c)) is None else _plain(r.get(c))) for c in cols})
         return buf.getvalue()
-    table = [[_plain(r.get(c)) for c in cols] for r in rows]
+    cells: dict[str, list[str]] = {}
+    for c in cols:
+        values = [_plain(r.get(c)) for r in rows]
+        spec = floatfmt or f".{column_decimals(values)}f"
+        cells[c] = [_cell(v, spec) for v in values]
     if fmt == "markdown":  # a bare "|" (as in ``auroc[maxlogit|noise]``) would split a cell
-        cols = [_md_escape(c) for c in cols]
-        table = [[_md_escape(v) if isinstance(v, str) else v for v in row] for row in table]
-    style = "github" if fmt == "markdown" else "simple"
-    return tabulate(table, headers=cols, tablefmt=style, floatfmt=floatfmt, missingval="–") + "\n"
+        return _tabulate({_md_escape(c): [_md_escape(v) for v in vs] for c, vs in cells.items()}, "github")
+    width = width if width is not None else shutil.get_terminal_size((100, 24)).columns
+    text = _tabulate(cells, "simple")
+    if max(map(len, text.splitlines()), default=0) <= width or len(cols) <= 1:
+        return text
+    if transpose and "model" in cols:
+        return render(transpose_wide(rows), fmt, floatfmt, width=width, keys=("metric", "at"))
+    return "\n".join(_tabulate({c: cells[c] for c in block}, "simple") for block in _blocks(cells, keys, width))
+
+
+def transpose_wide(rows: Sequence[RowLike]) -> list[dict[str, Any]]:
+    """A comparison matrix (one dict per model, columns ``metric[where]``) turned on its side:
+    one dict per column with ``metric``, ``at`` (attack@eps, detector, input set) and one key
+    per model, which stays narrow however many budgets and detectors there are."""
+    models = [str(r.get("model")) for r in rows]
+    out: list[dict[str, Any]] = []
+    for col in _columns(rows):
+        if col == "model":
+            continue
+        metric, _, where = col.partition("[")
+        out.append(
+            {"metric": metric, "at": where.rstrip("]"), **{m: r.get(col) for m, r in zip(models, rows, strict=True)}}
+        )
+    return out
+
+
+def column_decimals(values: Sequence[Any]) -> int:
+    """Decimals that show a float column sensibly: 3 for fractions (0.975), 4 when some value is
+    below 0.01 (an L∞ norm of 2/255 = 0.0078), 2 up to 100, none for large numbers (images per second)."""
+    nums = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v)]
+    if not nums:
+        return 3
+    top = max(nums)
+    if top >= 100:
+        return 0
+    if top >= 10:
+        return 2
+    small = [v for v in nums if 0 < v < 0.01]
+    return 4 if small else 3
+
+
+def _cell(value: Any, spec: str) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return format(value, spec)
+
+
+def _tabulate(cells: Mapping[str, Sequence[str]], style: str) -> str:
+    headers = list(cells)
+    n = max((len(v) for v in cells.values()), default=0)
+    numeric = [all(_numeric(v) for v in cells[c]) for c in headers]
+    table = [[cells[c][i] for c in headers] for i in range(n)]
+    align = ["right" if num else "left" for num in numeric]
+    return tabulate(table, headers=headers, tablefmt=style, disable_numparse=True, colalign=align) + "\n"
+
+
+def _numeric(text: str) -> bool:
+    if text in ("–", "nan"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _blocks(cells: Mapping[str, Sequence[str]], keys: Sequence[str], width: int) -> list[list[str]]:
+    """Columns in blocks no wider than ``width`` (each block starts with the ``keys`` columns)."""
+
+    def w(c: str) -> int:
+        return max([len(c), *map(len, cells[c])]) + 2
+
+    head = [c for c in cells if c in keys]
+    rest = [c for c in cells if c not in keys]
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    used = sum(map(w, head))
+    for c in rest:
+        if current and used + w(c) > width:
+            blocks.append(head + current)
+            current, used = [], sum(map(w, head))
+        current.append(c)
+        used += w(c)
+    if current or not blocks:
+        blocks.append(head + current)
+    return blocks
+
+
+def match_columns(available: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The ``available`` columns that ``columns`` name, in the order asked.
+
+    A name picks the column of that name or, in a comparison matrix, every column of that
+    metric (``robust_accuracy`` picks ``robust_accuracy[pgd-linf@8/255]`` …). Raises
+    ``ValueError`` naming the available columns for a name that matches none.
+    """
+    chosen: list[str] = []
+    for name in columns:
+        hits = [c for c in available if c == name or c.startswith(f"{name}[")]
+        if not hits:
+            raise ValueError(f"no column {name!r}; available: {', '.join(available)}")
+        chosen.extend(c for c in hits if c not in chosen)
+    return chosen
+
+
+def select_columns(rows: Sequence[RowLike], columns: Sequence[str], keys: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Rows with the ``keys`` columns that some row has, then the ``columns`` asked for
+    (see :func:`match_columns`)."""
+    available = _columns(rows)
+    chosen = [k for k in keys if k in available]
+    chosen += [c for c in match_columns(available, columns) if c not in chosen]
+    return [{c: r.get(c) for c in chosen} for r in rows]
 
 
 def _md_escape(text: str) -> str:
@@ -159,14 +300,44 @@ class Report:
         return list(out.values())
 
     # -- renderers
-    def table(self, fmt: str = "table", metrics: Sequence[str] | None = None) -> str:
-        """The comparison matrix as ``table``, ``markdown``, ``csv`` or ``json`` (one object per model);
-        ``metrics`` selects the metrics shown (default: all)."""
-        return render(self.wide(metrics), fmt)
+    def table(
+        self,
+        fmt: str = "table",
+        metrics: Sequence[str] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        width: int | None = None,
+    ) -> str:
+        """The comparison matrix as ``table``, ``markdown``, ``csv`` or ``json`` (one object per model).
 
-    def to_markdown(self, metrics: Sequence[str] | None = None) -> str:
-        """The comparison matrix as a GitHub markdown table."""
-        return self.table("markdown", metrics)
+        ``metrics`` selects metrics (default: all); ``columns`` selects metrics or single columns
+        (``robust_accuracy``, ``auroc[msp|noise]``, see :func:`match_columns`). A ``table``
+        wider than ``width`` (default: the terminal) is shown one metric per line instead.
+        """
+        rows = self.wide(metrics)
+        if columns:
+            rows = select_columns(rows, columns, keys=("model",))
+        return render(rows, fmt, width=width, keys=("model",), transpose=True)
+
+    def to_markdown(self, metrics: Sequence[str] | None = None, *, columns: Sequence[str] | None = None) -> str:
+        """The comparison matrix as a GitHub markdown table, e.g.
+        ``report.to_markdown(columns=["accuracy", "robust_accuracy", "auroc"])``."""
+        return self.table("markdown", metrics, columns=columns)
+
+    def to_pandas(self) -> Any:
+        """The tidy rows as a ``pandas.DataFrame`` (one row per cell; pivot it for a matrix:
+        ``df.pivot_table(index="model", columns=["metric", "attack", "eps"], values="value")``).
+
+        Needs pandas, which robustood does not install: ``pip install pandas``.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ModuleNotFoundError(
+                "Report.to_pandas() needs pandas, which robustood does not install: pip install pandas"
+            ) from None
+        columns = [f.name for f in fields(Row)]
+        return pd.DataFrame([[getattr(r, c) for c in columns] for r in self.rows], columns=columns)
 
     def to_csv(self) -> str:
         """The tidy rows as CSV (full precision)."""
@@ -186,11 +357,12 @@ class Report:
     def from_csv(cls, text: str) -> Report:
         return cls([_row(d) for d in csv.DictReader(io.StringIO(text))])
 
-    def plot(self, directory: str | os.PathLike) -> list[Path]:
-        """Write the report's plots (accuracy vs eps, AUROC per detector) as PNGs; return their paths."""
+    def plot(self, directory: str | os.PathLike, *, dataset: str | None = None) -> list[Path]:
+        """Write the report's plots (robust accuracy vs eps, AUROC per detector) as PNGs; return their
+        paths. ``dataset`` names the data in the titles (default: the provenance's)."""
         from .plots.report import plot_report
 
-        return plot_report(self, Path(directory))
+        return plot_report(self, Path(directory), dataset=dataset)
 
 
 def _row(d: Mapping[str, Any]) -> Row:

@@ -26,6 +26,7 @@ never share one.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -47,6 +48,8 @@ from .recipes import RECIPES, objective_for, parse_recipe, split_recipe
 from .spec import as_float
 from .train import TrainConfig, fit
 from .utils import cache_dir, seeded
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MODEL_FILE_SUFFIXES",
@@ -318,8 +321,16 @@ def pretrained(
         cfg = replace(cfg, epochs=epochs)
     with seeded(seed):
         model = build_model(arch, bundle.info)
+    log.info("training %s on %s (recipe %s), cached as %s", arch, bundle.info.key, recipe, path.name)
     result = fit(
-        model, bundle, cfg, objective=objective, device=dev, progress=progress, state_path=path.with_suffix(".state.pt")
+        model,
+        bundle,
+        cfg,
+        objective=objective,
+        device=dev,
+        progress=progress,
+        state_path=path.with_suffix(".state.pt"),
+        desc=f"train {arch} ({recipe})",
     )
     meta = {
         "recipe": recipe,
@@ -337,6 +348,16 @@ def pretrained(
         _save_trained(model, path, bundle, arch, meta)  # never lose a trained model to an evaluation error
         raise
     _save_trained(model, path, bundle, arch, meta)
+    log.info(
+        "trained %s on %s (recipe %s): %d epochs in %.1f s, validation accuracy %.3f, test accuracy %.3f",
+        arch,
+        bundle.info.key,
+        recipe,
+        meta["epochs"],
+        result.seconds,
+        result.best_val_accuracy,
+        meta["test_accuracy"],
+    )
     return model.eval(), {"arch": arch, **meta, "path": str(path)}
 
 
@@ -397,6 +418,7 @@ def distilled_pretrained(
         meta = {"arch": arch, "temperature": t, "teacher_epochs": int(meta_t["epochs"])}
         return teacher.to(dev).eval(), student.to(dev).eval(), {**meta, "epochs": int(meta_s["epochs"])}
     cfg = config or TrainConfig(seed=seed)
+    log.info("training a distilled %s on %s (teacher and student, T=%g)", arch, bundle.info.key, t)
     result = distil(bundle, temperature=t, arch=arch, config=cfg, device=dev, progress=progress)
     for path, model, kind, epochs in zip(
         paths,
@@ -417,4 +439,12 @@ def distilled_pretrained(
             config=asdict(cfg),
         )
     meta = {"arch": arch, "temperature": t, "teacher_epochs": result.teacher_epochs, "epochs": result.student_epochs}
+    log.info(
+        "trained a distilled %s on %s (T=%g): teacher %d epochs, student %d epochs",
+        arch,
+        bundle.info.key,
+        t,
+        result.teacher_epochs,
+        result.student_epochs,
+    )
     return result.teacher, result.student, meta

@@ -134,6 +134,7 @@ def fit(
     state_path: str | Path | None = None,
     progress: bool | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    desc: str = "train",
 ) -> TrainResult:
     """Train ``model`` on ``bundle.train``, validate on ``bundle.val`` after every epoch.
 
@@ -181,7 +182,7 @@ def fit(
     t0 = time.perf_counter()
     bar = tqdm(
         range(start_epoch, cfg.epochs),
-        desc="train",
+        desc=desc,
         unit="epoch",
         initial=start_epoch,
         total=cfg.epochs,

@@ -60,5 +60,5 @@ def checkpoint(digits, digits_model, tmp_path_factory):
 
 @pytest.fixture
 def runner():
-    """A click test runner."""
-    return CliRunner()
+    """A click test runner on a wide terminal (tables are not wrapped; tests of wrapping set COLUMNS)."""
+    return CliRunner(env={"COLUMNS": "400"})

@@ -28,6 +28,8 @@ from robustood.errors import NotFittedError, RobustoodError
 from robustood.evaluate import evaluate
 from robustood.train import TrainConfig
 
+from test_report import shown_as
+
 # ----------------------------------------------------------------------------- squeezers
 
 
@@ -310,7 +312,7 @@ def test_distillation_table_exposes_gradient_masking(distilled, digits, digits_m
     ],
 )
 def test_defend_bad_input_exits_2_with_one_error_line(args):
-    result = CliRunner().invoke(main, args)
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(main, args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1
@@ -324,7 +326,7 @@ def test_defend_squeeze_prints_a_row_per_attack_and_eps(digits, digits_model, tm
         *("defend", "--defense", "squeeze", "--eps", "8/255,32/255", "--bit-depth", "2", "--median-window", "0"),
         *("--model", str(ckpt), "--limit", "100", "--device", "cpu", "--quiet"),
     ]
-    result = CliRunner().invoke(main, [*args, "--format", "json"])
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(main, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
     import json
 
@@ -334,11 +336,13 @@ def test_defend_squeeze_prints_a_row_per_attack_and_eps(digits, digits_model, tm
     assert rows[1]["detection_rate"] >= rows[0]["detection_rate"]
     assert {"dataset", "base_model", "defense", "detection_rate_successful"} <= set(rows[0])
     # the table shows the headline columns with json's numbers
-    table = CliRunner().invoke(main, args)
+    table = CliRunner(env={"COLUMNS": "400"}).invoke(main, args)
     assert table.exit_code == 0, table.output
     header, _, *lines = table.output.splitlines()
     numbers = ["threshold", "false_positive_rate", "detection_rate", "clean_accuracy", "squeezed_clean_accuracy"]
     numbers += ["robust_accuracy", "squeezed_robust_accuracy"]
     assert header.split() == ["attack", "eps", *numbers]
     for line, r in zip(lines, rows, strict=True):
-        assert line.split() == [r["attack"], r["eps"], *(f"{r[k]:.4f}" for k in numbers)]
+        cells = line.split()
+        assert cells[:2] == [r["attack"], r["eps"]]
+        assert all(shown_as(c, r[k]) for c, k in zip(cells[2:], numbers, strict=True)), (cells, r)

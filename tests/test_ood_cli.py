@@ -12,6 +12,8 @@ from robustood.detectors import load_scores, ood_metrics
 from robustood.resolve import pretrained
 from robustood.train import TrainConfig
 
+from test_report import shown_as
+
 
 def _ood(runner, checkpoint, *args):
     return runner.invoke(main, ["ood", "--model", str(checkpoint), "--quiet", "--device", "cpu", *args])
@@ -31,7 +33,9 @@ def test_table_and_json_agree(runner, checkpoint):
     metrics = ["auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "detection_accuracy", "id_accuracy"]
     assert header.split() == ["detector", "ood_set", *metrics]  # csv / json add dataset, model, n_id, n_ood
     for line, r in zip(lines, rows, strict=True):
-        assert line.split() == [r["detector"], r["ood_set"], *(f"{r[m]:.4f}" for m in metrics)]
+        cells = line.split()
+        assert cells[:2] == [r["detector"], r["ood_set"]]
+        assert all(shown_as(c, r[m]) for c, m in zip(cells[2:], metrics, strict=True)), (cells, r)
     assert {"dataset", "model", "n_id", "n_ood"} <= set(rows[0])
     assert min(r["auroc"] for r in rows if r["ood_set"] == "noise") > 0.85
 

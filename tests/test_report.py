@@ -16,6 +16,12 @@ ROWS = [
 ]
 
 
+def shown_as(text: str, value: float) -> bool:
+    """Whether a table cell ``text`` shows ``value`` rounded to the cell's decimals."""
+    decimals = len(text.partition(".")[2])
+    return f"{value:.{decimals}f}" == text
+
+
 def test_json_is_an_array_of_row_objects_with_full_precision():
     data = json.loads(render(ROWS, "json"))
     assert [set(d) for d in data] == [{"model", "eps", "accuracy", "auroc", "note"}] * 2
@@ -30,7 +36,7 @@ def test_csv_round_trips_the_numbers():
 @pytest.mark.parametrize("fmt", ["table", "markdown"])
 def test_tables_show_the_same_numbers_rounded(fmt):
     text = render(ROWS, fmt)
-    assert "0.9123" in text and "1.0000" in text and "extra column" in text
+    assert "0.912" in text and "1.000" in text and "extra column" in text
     assert text.splitlines()[0].replace("|", " ").split()[0] == "model"
     if fmt == "markdown":
         assert all(line.startswith("|") for line in text.strip().splitlines())
@@ -45,7 +51,7 @@ def markdown_cells(text: str) -> list[list[str]]:
 def test_markdown_escapes_pipes_in_column_names_and_cells():
     rows = [{"model": "a|b", "auroc[maxlogit|noise]": 0.5, "auroc[msp|noise]": 0.25}]
     cells = markdown_cells(render(rows, "markdown"))
-    assert cells == [["model", "auroc[maxlogit|noise]", "auroc[msp|noise]"], ["a|b", "0.5000", "0.2500"]]
+    assert cells == [["model", "auroc[maxlogit|noise]", "auroc[msp|noise]"], ["a|b", "0.500", "0.250"]]
 
 
 def test_unknown_format():

@@ -12,46 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import RobustoodError
-from ..names import ATTACKS, BACKENDS, PRECISIONS
-from ..utils import atomic_path, format_eps, parse_eps
+from ..names import ATTACKS
+from ..utils import atomic_path, format_eps
 from .app import main
 from .options import (
-    EpsList,
     ModelSource,
     Outputs,
+    attack_option,
+    attack_settings,
     check_outputs,
+    columns_option,
     common_options,
     emit,
-    load_model_option,
+    eps_option,
+    load_models_option,
+    plots_option,
     progress_flag,
     with_logging,
 )
 
 if TYPE_CHECKING:
     from ..attacks import AttackResult
-
-
-def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    names = [p.strip().lower() for p in str(value).split(",")]
-    if not names or any(not n for n in names):
-        raise click.BadParameter(f"{value!r}: use comma-separated attacks such as fgsm,pgd")
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown:
-        raise click.BadParameter(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(ATTACKS)}")
-    return list(dict.fromkeys(names))
-
-
-def _step_size(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        step = parse_eps(value, what="step size")
-    except RobustoodError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if step <= 0:
-        raise click.BadParameter("the step size must be positive, e.g. 1/255")
-    return step
 
 
 def _npz_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -94,6 +75,12 @@ def save_adversarial(results: Sequence[AttackResult], path: Path) -> Path:
     return path
 
 
+#: Inputs an example grid shows at most (the first ones the attack flipped, see :mod:`robustood.plots.attacks`).
+PLOT_EXAMPLES = 64
+
+#: Columns that name a row: repeated in every block when a wide table is wrapped.
+KEYS = ("attack", "eps", "targeted", "backend", "precision")
+
 #: What ``table`` / ``markdown`` show (header → row key); ``csv`` / ``json`` keep every column.
 HEADLINE = {
     "attack": "attack",
@@ -124,57 +111,10 @@ Examples:
 
 
 @main.command(epilog=EPILOG)
-@click.option(
-    "--attack",
-    "attack_names",
-    default="fgsm,pgd",
-    show_default=True,
-    callback=_attacks,
-    help=f"Comma-separated attacks: {', '.join(ATTACKS)}.",
-)
-@click.option(
-    "--eps",
-    "eps_list",
-    type=EpsList(),
-    default="2/255",
-    show_default=True,
-    help="Budget(s) in [0, 1] pixel units, comma-separated for an accuracy-vs-eps table (0,1/255,2/255).",
-)
-@click.option("--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True, help="Perturbation norm.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Iterations [default: 10; ddn 100].")
-@click.option(
-    "--step-size",
-    callback=_step_size,
-    default=None,
-    help="Step size in pixel units, e.g. 1/255 [default: 2.5·eps/steps].",
-)
-@click.option(
-    "--targeted",
-    default=None,
-    metavar="CLASS|random|least-likely",
-    help="Targeted attack: a class (name or index), a random other class, or the least-likely class.",
-)
-@click.option("--no-random-start", is_flag=True, help="PGD starts at the clean input instead of a random point.")
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="native",
-    show_default=True,
-    help="native: ART's update rule on device tensors (fast); art: ART's own attack objects.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="bf16: autocast + channels_last, CUDA only.",
-)
-@click.option(
-    "--plots",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write example grids (original / adversarial / amplified perturbation) and the accuracy-vs-eps curve.",
-)
+@attack_option()
+@eps_option()
+@attack_settings
+@plots_option("Write example grids (original / adversarial / amplified perturbation) and the accuracy-vs-eps curve.")
 @click.option(
     "--save-adv",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -182,6 +122,7 @@ Examples:
     callback=_npz_path,
     help="Write x, y, x_adv, pred_adv per attack and eps to this .npz file.",
 )
+@columns_option()
 @common_options
 @with_logging
 def attack(
@@ -196,11 +137,13 @@ def attack(
     precision: str,
     plots: Path | None,
     save_adv: Path | None,
+    columns: list[str],
     dataset: str,
     data_dir: Path | None,
     no_download: bool,
     limit: int | None,
-    model: str | None,
+    models: list[str],
+    arch: str | None,
     cache_dir: Path | None,
     device: str,
     seed: int,
@@ -217,7 +160,6 @@ def attack(
     per second; --format csv or json adds dataset, model, eps as a number, n, the maximum
     norms and the wall time.
     """
-    from ..attacks import build_attack
     from ..data import load_dataset
     from ..evaluate import evaluate
     from ..utils import select_device
@@ -227,7 +169,96 @@ def attack(
         dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
     ).with_num_classes(source.num_classes)
     # validate every attack before any model is trained or loaded
-    attacks = [
+    attacks = build_attacks(
+        attack_names,
+        eps_list,
+        norm=norm,
+        steps=steps,
+        step_size=step_size,
+        no_random_start=no_random_start,
+        targeted=targeted,
+        backend=backend,
+        seed=seed,
+        class_names=bundle.info.class_names,
+    )
+    dev = select_device(device)
+    if precision == "bf16" and dev.type != "cuda":
+        raise click.BadParameter(
+            f"bf16 needs a CUDA device, got {dev.type}; use --precision fp32", param_hint="--precision"
+        )
+    if save_adv is not None and len(models) > 1:
+        raise click.BadParameter("--save-adv writes one model's inputs; give one --model", param_hint="--save-adv")
+    nets = load_models_option(
+        models,
+        bundle,
+        arch=arch,
+        seed=seed,
+        device=dev,
+        cache=cache_dir,
+        progress=progress_flag(quiet),
+        source=source,
+    )
+    report = evaluate(
+        nets,
+        bundle,
+        attacks=attacks,
+        seed=seed,
+        device=dev,
+        batch_size=batch_size,
+        limit=limit,
+        keep=True if save_adv is not None else (PLOT_EXAMPLES if plots is not None else 0),
+        precision=precision,
+        progress=progress_flag(quiet),
+    )
+    rows: list[dict[str, Any]] = []
+    per_model = {label: list(report.attacks[label].values()) for label in nets}
+    for label, results in per_model.items():
+        for r in results:
+            for row in r.rows():
+                extra = {"backend": r.backend} if backend != "native" else {}
+                extra.update({"precision": r.precision} if precision != "fp32" else {})
+                rows.append({"dataset": bundle.info.key, "model": label, **row, **extra})
+    outputs = Outputs("the attacks finished; only writing the output failed")
+    if save_adv is not None:
+        with outputs.write():
+            save_adversarial([r for results in per_model.values() for r in results], save_adv)
+            click.echo(f"wrote {save_adv}", err=True)
+    if plots is not None:
+        from ..plots.attacks import plot_attacks
+
+        with outputs.write():
+            written = []
+            for label, results in per_model.items():
+                folder = plots if len(per_model) == 1 else plots / safe_name(label)
+                written += plot_attacks(
+                    results, folder, class_names=bundle.info.class_names, model=label, dataset=bundle.info.name
+                )
+            click.echo(f"wrote {len(written)} plots to {plots}", err=True)
+    several = len(nets) > 1
+    headline = {"model": "model", **HEADLINE} if several else HEADLINE
+    with outputs.write():
+        emit(rows, fmt, out, headline=headline, columns=columns, keys=("model", *KEYS) if several else KEYS)
+    outputs.finish()
+
+
+def build_attacks(
+    names: Sequence[str],
+    eps_list: Sequence[float],
+    *,
+    norm: str = "inf",
+    steps: int | None = None,
+    step_size: float | None = None,
+    no_random_start: bool = False,
+    targeted: str | None = None,
+    backend: str = "native",
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> list[Any]:
+    """One attack object per name × eps from the shared attack options (validated before any model
+    is loaded); every eps is used exactly as given."""
+    from ..attacks import build_attack
+
+    base = [
         build_attack(
             name,
             eps=eps_list[0],
@@ -238,48 +269,13 @@ def attack(
             targeted=targeted,
             backend=backend,
             seed=seed,
-            class_names=bundle.info.class_names,
+            class_names=class_names,
         )
-        for name in attack_names
+        for name in names
     ]
-    dev = select_device(device)
-    if precision == "bf16" and dev.type != "cuda":
-        raise click.BadParameter(
-            f"bf16 needs a CUDA device, got {dev.type}; use --precision fp32", param_hint="--precision"
-        )
-    net, _, label = load_model_option(
-        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet), source=source
-    )
-    report = evaluate(
-        {label: net},
-        bundle,
-        attacks=[atk.with_eps(eps) for atk in attacks for eps in eps_list],
-        seed=seed,
-        device=dev,
-        batch_size=batch_size,
-        limit=limit,
-        keep=True if save_adv is not None else (8 if plots is not None else 0),
-        precision=precision,
-        progress=progress_flag(quiet),
-    )
-    results = list(report.attacks[label].values())
-    rows: list[dict[str, Any]] = []
-    for r in results:
-        for row in r.rows():
-            extra = {"backend": r.backend} if backend != "native" else {}
-            extra.update({"precision": r.precision} if precision != "fp32" else {})
-            rows.append({"dataset": bundle.info.key, "model": label, **row, **extra})
-    outputs = Outputs("the attacks finished; only writing the output failed")
-    if save_adv is not None:
-        with outputs.write():
-            save_adversarial(results, save_adv)
-            click.echo(f"wrote {save_adv}", err=True)
-    if plots is not None:
-        from ..plots.attacks import plot_attacks
+    return [atk.with_eps(eps) for atk in base for eps in eps_list]
 
-        with outputs.write():
-            written = plot_attacks(results, plots, class_names=bundle.info.class_names)
-            click.echo(f"wrote {len(written)} plots to {plots}", err=True)
-    with outputs.write():
-        emit(rows, fmt, out, headline=HEADLINE)
-    outputs.finish()
+
+def safe_name(label: str) -> str:
+    """A model label as a folder name (``adv:fgsm:8/255`` → ``adv_fgsm_8_255``)."""
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in label)

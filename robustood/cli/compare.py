@@ -6,18 +6,23 @@ from pathlib import Path
 
 import click
 
-from ..names import ATTACKS
 from ..report import write_rendered
 from .app import main
 from .options import (
-    EpsList,
     ModelSource,
     Outputs,
+    arch_option,
+    attack_option,
     cache_dir_option,
     check_outputs,
+    columns_option,
     data_options,
+    detector_option,
     emit,
+    eps_option,
+    list_option,
     model_source_options,
+    ood_option,
     output_options,
     progress_flag,
     run_options,
@@ -39,71 +44,31 @@ Examples:
 """
 
 
-def _names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
-    names = [v.strip() for text in value for v in text.split(",")]
-    if names == ["none"]:
-        return []
-    if any(not n for n in names):
-        raise click.BadParameter("empty name in a comma-separated list (use none for no entry)", ctx, param)
-    return list(dict.fromkeys(names))
-
-
-def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    names = [v.strip().lower() for v in value.split(",")]
-    if names == ["none"]:
-        return []
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown:
-        raise click.BadParameter(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(ATTACKS)}", ctx, param)
-    return list(dict.fromkeys(names))
-
-
 @main.command(epilog=EPILOG)
-@click.option(
+@list_option(
     "--model",
     "-m",
     "models",
-    multiple=True,
+    what="model",
+    lower=False,
     default=("plain", "adv:fgsm:8/255"),
-    show_default=True,
-    help="A model to compare (repeatable; see below).",
+    metavar="MODEL",
+    help="Model(s) to compare (see below).",
 )
-@click.option("--arch", default=None, help="Zoo architecture of recipe models [default: the dataset's default].")
-@click.option(
-    "--attack",
-    "attacks",
-    default="fgsm,pgd",
-    show_default=True,
-    callback=_attacks,
-    help="Attacks, comma-separated (none: no attack).",
-)
-@click.option("--eps", "eps_list", type=EpsList(), default="8/255", show_default=True, help="Budget(s) of each attack.")
+@arch_option
+@attack_option(allow_none=True)
+@eps_option("8/255", help="Budget(s) of each attack in [0, 1] pixel units.")
 @click.option("--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True, help="Attack norm.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Steps of iterative attacks [default: 10].")
-@click.option(
-    "--detector",
-    "detectors",
-    multiple=True,
-    default=("maxlogit", "msp"),
-    show_default=True,
-    callback=_names,
-    help="OOD detector(s), repeatable or comma-separated (none: no OOD detection).",
-)
-@click.option(
-    "--ood",
-    "ood",
-    multiple=True,
-    default=("noise",),
-    show_default=True,
-    callback=_names,
-    help="OOD set(s): noise, gaussian, natural, heldout:K, a dataset, adv:ATTACK:EPS.",
-)
-@click.option(
+@detector_option(("maxlogit", "msp"), allow_none=True)
+@ood_option(("noise",), allow_none=True)
+@list_option(
     "--defense",
     "defenses",
-    type=click.Choice(["squeeze"]),
-    multiple=True,
-    help="Measure a detection defense under the attacks (distillation is a model: -m distill:20).",
+    what="defense",
+    choices=("squeeze",),
+    allow_none=True,
+    help="Measure a detection defense under the attacks: squeeze (distillation is a model: -m distill:20).",
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs of models to train [default: 50]."
@@ -125,6 +90,10 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
     help="Write the full report (tidy rows and provenance) as JSON to this file.",
 )
 @click.option("--all-metrics", is_flag=True, help="Show every metric, not only the headline ones.")
+@columns_option(
+    "Metrics (robust_accuracy, auroc …) or full columns (auroc[msp|noise]) the table and markdown formats show "
+    "[default: the headline metrics]."
+)
 @cache_dir_option
 @model_source_options
 @data_options
@@ -132,20 +101,21 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
 @output_options
 @with_logging
 def compare(
-    models: tuple[str, ...],
+    models: list[str],
     arch: str | None,
-    attacks: list[str],
+    attack_names: list[str],
     eps_list: list[float],
     norm: str,
     steps: int | None,
     detectors: list[str],
-    ood: list[str],
-    defenses: tuple[str, ...],
+    ood_specs: list[str],
+    defenses: list[str],
     epochs: int | None,
     store: Path | None,
     plots: Path | None,
     report_path: Path | None,
     all_metrics: bool,
+    columns: list[str],
     cache_dir: Path | None,
     dataset: str,
     data_dir: Path | None,
@@ -173,16 +143,16 @@ def compare(
     # attack objects, not spec strings: every eps is used exactly as given
     specs = [
         build_attack(a, eps=e, norm=norm, steps=steps if a != "fgsm" else None, seed=seed)
-        for a in attacks
+        for a in attack_names
         for e in eps_list
     ]
     config = TrainConfig(seed=seed, epochs=epochs) if epochs is not None else None
     report = evaluate(
-        list(dict.fromkeys(models)),
+        models,
         dataset,
         attacks=specs,
-        detectors=detectors if ood else [],
-        ood=ood if detectors else [],
+        detectors=detectors if ood_specs else [],
+        ood=ood_specs if detectors else [],
         defenses=list(defenses),
         arch=arch,
         seed=seed,
@@ -201,13 +171,20 @@ def compare(
     kept = f"; its units are kept in {store}, so a rerun only writes" if store is not None else ""
     outputs = Outputs(f"the evaluation finished{kept}; only writing the output failed")
     with outputs.write():
-        emit(report.wide(None if all_metrics else HEADLINE_METRICS), fmt, out)
+        emit(
+            report.wide(None if all_metrics or columns else HEADLINE_METRICS),
+            fmt,
+            out,
+            columns=columns,
+            keys=("model",),
+            transpose=True,
+        )
     if report_path is not None:
         with outputs.write():
             write_rendered(report.to_json(), report_path)
             click.echo(f"wrote {report_path}", err=True)
     if plots is not None:
         with outputs.write():
-            for path in report.plot(plots):
+            for path in report.plot(plots, dataset=dataset):
                 click.echo(f"wrote {path}", err=True)
     outputs.finish()

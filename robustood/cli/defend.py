@@ -16,14 +16,19 @@ import click
 from ..names import ZOO
 from ..utils import format_eps
 from .app import main
+from .attack import build_attacks
 from .options import (
-    EpsList,
     ModelSource,
     Outputs,
+    attack_option,
+    attack_settings,
     check_outputs,
+    columns_option,
     common_options,
     emit,
+    eps_option,
     load_model_option,
+    plots_option,
     progress_flag,
     with_logging,
 )
@@ -31,16 +36,8 @@ from .options import (
 if TYPE_CHECKING:
     from ..report import Report
 
-ATTACK_CHOICES = ("fgsm", "pgd", "bim")
-
-
-def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    names = [v.strip().lower() for v in value.split(",") if v.strip()]
-    bad = [n for n in names if n not in ATTACK_CHOICES]
-    if not names or bad:
-        raise click.BadParameter(f"use one or more of {', '.join(ATTACK_CHOICES)} (comma-separated)", ctx, param)
-    return list(dict.fromkeys(names))
-
+#: Columns that name a row per defense: repeated in every block when a wide table is wrapped.
+KEYS = {"squeeze": ("attack", "eps"), "distill": ("model", "attacked_through", "attack", "eps")}
 
 #: What ``table`` / ``markdown`` show per defense (header → row key); ``csv`` / ``json`` keep every column.
 HEADLINE = {
@@ -64,7 +61,8 @@ HEADLINE = {
 EPILOG = """\b
 Examples:
   robustood defend --defense squeeze --attack fgsm --eps 2/255,8/255,32/255 --bit-depth 2 --median-window 0
-  robustood defend --defense squeeze --threshold 1.0
+  robustood defend --defense squeeze --threshold 1.0 --plots plots/
+  robustood defend --defense squeeze --attack pgd --steps 20 --norm 2 --eps 0.5
   robustood defend --defense distill --temperature 20 --eps 8/255,32/255
 """
 
@@ -76,17 +74,10 @@ Examples:
     required=True,
     help="squeeze: feature-squeezing detector; distill: defensive distillation.",
 )
-@click.option(
-    "--attack",
-    "attacks",
-    default="fgsm",
-    show_default=True,
-    callback=_attacks,
-    help="Attack(s), comma-separated: fgsm, pgd, bim (L∞).",
-)
-@click.option(
-    "--eps", "eps_list", type=EpsList(), default="2/255", show_default=True, help="Budget(s), e.g. 2/255,4/255."
-)
+@attack_option(("fgsm",))
+@eps_option()
+@attack_settings
+@plots_option("squeeze: write the score histogram (clean vs adversarial, threshold) and detection rates (PNG).")
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 2),
@@ -129,12 +120,21 @@ Examples:
     show_default=True,
     help="distill: most epochs of the teacher (the student trains as many).",
 )
+@columns_option()
 @common_options
 @with_logging
 def defend(
     defense: str,
-    attacks: list[str],
+    attack_names: list[str],
     eps_list: list[float],
+    norm: str,
+    steps: int | None,
+    step_size: float | None,
+    targeted: str | None,
+    no_random_start: bool,
+    backend: str,
+    precision: str,
+    plots: Path | None,
     threshold: float | None,
     fpr: float | None,
     bit_depth: int,
@@ -142,11 +142,13 @@ def defend(
     resample: float | None,
     temperature: float,
     epochs: int,
+    columns: list[str],
     dataset: str,
     data_dir: Path | None,
     no_download: bool,
     limit: int | None,
-    model: str | None,
+    models: list[str],
+    arch: str | None,
     cache_dir: Path | None,
     device: str,
     seed: int,
@@ -165,7 +167,6 @@ def defend(
     --format csv or json adds dataset, base model, the squeezers and the detection rate
     on successful adversarial inputs only.
     """
-    from ..attacks import build_attack
     from ..data import load_dataset
     from ..defenses import FeatureSqueezingDetector, TemperatureScaled
     from ..evaluate import evaluate
@@ -173,24 +174,51 @@ def defend(
     from ..train import TrainConfig
     from ..utils import select_device
 
-    check_outputs(out)
+    if len(models) > 1:
+        raise click.BadParameter("defend measures one model; use robustood compare for several", param_hint="--model")
+    model = models[0] if models else None
     if threshold is not None and fpr is not None:
         raise click.UsageError("give either --threshold (fixed) or --fpr (calibrated), not both")
     if defense == "distill" and model is not None and model.strip().lower() not in ZOO:
         raise click.BadParameter(
-            "distillation trains a zoo architecture; name one or leave it out", param_hint="--model"
+            "distillation trains a zoo architecture; name it with --arch (or leave it out)", param_hint="--model"
         )
+    check_outputs(out, folders=[plots])
     bundle = load_dataset(
         dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
     ).with_num_classes(source.num_classes)
+    attack_objects = build_attacks(
+        attack_names,
+        eps_list,
+        norm=norm,
+        steps=steps,
+        step_size=step_size,
+        no_random_start=no_random_start,
+        targeted=targeted,
+        backend=backend,
+        seed=seed,
+        class_names=bundle.info.class_names,
+    )
     dev = select_device(device)
+    if precision == "bf16" and dev.type != "cuda":
+        raise click.BadParameter(
+            f"bf16 needs a CUDA device, got {dev.type}; use --precision fp32", param_hint="--precision"
+        )
     progress = progress_flag(quiet)
     net, _, label = load_model_option(
-        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress, source=source
+        model, bundle, arch=arch, seed=seed, device=dev, cache=cache_dir, progress=progress, source=source
     )
-    specs = [(a, e) for a in attacks for e in eps_list]
-    attack_objects = [build_attack(a, eps=e, seed=seed) for a, e in specs]
-    run = dict(attacks=attack_objects, seed=seed, device=dev, batch_size=batch_size, limit=limit, progress=progress)
+    specs = [(a.label, float(a.eps)) for a in attack_objects]
+    outputs = Outputs("the evaluation finished; only writing the output failed")
+    run = dict(
+        attacks=attack_objects,
+        seed=seed,
+        device=dev,
+        batch_size=batch_size,
+        limit=limit,
+        progress=progress,
+        precision=precision,
+    )
     if defense == "squeeze":
         detector = FeatureSqueezingDetector(
             bit_depth=bit_depth,
@@ -202,6 +230,12 @@ def defend(
         report = evaluate({label: net}, bundle, defenses=[detector], **run)
         name = f"squeeze({', '.join(s.name for s in detector.squeezers)})"
         rows = squeezing_rows(report, label, specs, name)
+        if plots is not None:
+            from ..plots.defenses import plot_squeezing
+
+            with outputs.write():
+                written = plot_squeezing(report, label, plots, dataset=bundle.info.name, defense=name)
+                click.echo(f"wrote {len(written)} plots to {plots}", err=True)
     else:
         _, student, meta = distilled_pretrained(
             bundle,
@@ -221,10 +255,13 @@ def defend(
         }
         report = evaluate({key: m for key, (_, _, m) in through.items()}, bundle, **run)
         rows = distillation_rows(report, {key: (lab, how) for key, (lab, how, _) in through.items()}, specs)
+        if plots is not None:
+            with outputs.write():
+                written = report.plot(plots, dataset=bundle.info.name)
+                click.echo(f"wrote {len(written)} plots to {plots}", err=True)
     rows = [{"dataset": bundle.info.key, "base_model": label, **r} for r in rows]
-    outputs = Outputs("the evaluation finished; only writing the output failed")
     with outputs.write():
-        emit(rows, fmt, out, headline=HEADLINE[defense])
+        emit(rows, fmt, out, headline=HEADLINE[defense], columns=columns, keys=KEYS[defense])
     outputs.finish()
 
 
@@ -235,9 +272,8 @@ def _value(report: Report, model: str, metric: str, *, attack: str = "", eps: fl
         if r.model == model
         and r.metric == metric
         and r.detector == detector
-        and r.attack.startswith(attack)
+        and (r.attack == attack or (attack and r.attack.startswith(f"{attack}-")))  # a label or a bare name
         and (eps is None or r.eps == eps)
-        and (bool(r.attack) == bool(attack))
     ]
     return hits[0]
 
@@ -254,7 +290,7 @@ def squeezing_rows(report: Report, model: str, specs: Sequence[tuple[str, float]
     }
     rows = []
     for name, eps in specs:
-        at = {"attack": f"{name}-", "eps": eps}
+        at = {"attack": name, "eps": eps}
         rows.append(
             {
                 "attack": name,
@@ -285,7 +321,7 @@ def distillation_rows(
                     "attack": name,
                     "eps": format_eps(eps),
                     "clean_accuracy": _value(report, key, "accuracy"),
-                    "robust_accuracy": _value(report, key, "robust_accuracy", attack=f"{name}-", eps=eps),
+                    "robust_accuracy": _value(report, key, "robust_accuracy", attack=name, eps=eps),
                 }
             )
     return rows

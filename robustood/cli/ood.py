@@ -14,49 +14,21 @@ import click
 
 from ..names import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS
 from .app import main
+from .attack import safe_name
 from .options import (
     ModelSource,
     Outputs,
     check_outputs,
+    columns_option,
     common_options,
+    detector_option,
     emit,
-    load_model_option,
+    load_models_option,
+    ood_option,
+    plots_option,
     progress_flag,
     with_logging,
 )
-
-
-def _detectors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
-    names: list[str] = []
-    for item in value or DEFAULT_DETECTORS:
-        for part in str(item).split(","):
-            key = part.strip().lower()
-            if not key:
-                raise click.BadParameter(f"empty detector name in {item!r}; known: {', '.join(DETECTORS)}")
-            if key not in DETECTORS:
-                raise click.BadParameter(f"unknown detector {part.strip()!r}; known detectors: {', '.join(DETECTORS)}")
-            if key not in names:
-                names.append(key)
-    return names
-
-
-def _ood_specs(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
-    specs = [p.strip() for p in str(value).split(",")]
-    if not specs or any(not p for p in specs):
-        raise click.BadParameter(f"{value!r}: use comma-separated OOD sets such as noise,natural,heldout:3")
-    out: list[str] = []
-    for spec in specs:
-        low = spec.lower()
-        if low.startswith("heldout:") and not (low[8:].isdigit() and int(low[8:]) >= 1):
-            raise click.BadParameter(f"{spec!r}: use heldout:K with K ≥ 1 held-out classes")
-        if low.startswith("adv:") and len(low) <= 4:
-            raise click.BadParameter(f"{spec!r}: name an attack, e.g. adv:fgsm:2/255")
-        if spec not in out:
-            out.append(spec)
-    heldout = {s.lower() for s in out if s.lower().startswith("heldout:")}
-    if len(heldout) > 1:
-        raise click.BadParameter(f"one heldout:K per run (the model is trained without those K classes), got {heldout}")
-    return out
 
 
 def _scores_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -64,6 +36,9 @@ def _scores_path(ctx: click.Context, param: click.Parameter, value: Path | None)
         raise click.BadParameter(f"{value}: use a .npz or .csv file name")
     return value
 
+
+#: Columns that name a row: repeated in every block when a wide table is wrapped.
+KEYS = ("detector", "ood_set")
 
 #: What ``table`` / ``markdown`` show (header → row key); ``csv`` / ``json`` keep every column.
 HEADLINE = {
@@ -93,33 +68,16 @@ Examples:
 
 
 @main.command(epilog=EPILOG)
-@click.option(
-    "--detector",
-    "detectors",
-    multiple=True,
-    callback=_detectors,
-    help=f"Detector(s), repeatable or comma-separated [default: {','.join(DEFAULT_DETECTORS)}].",
-)
-@click.option(
-    "--ood",
-    "ood_specs",
-    default=",".join(DEFAULT_OOD),
-    show_default=True,
-    callback=_ood_specs,
-    help="Comma-separated OOD sets: noise, gaussian, natural, heldout:K, a dataset, adv:ATTACK:EPS.",
-)
+@detector_option(DEFAULT_DETECTORS)
+@ood_option(DEFAULT_OOD)
 @click.option(
     "--ood-size",
     type=click.IntRange(min=1),
     default=None,
     help="Images per OOD set [default: as many as the ID test split].",
 )
-@click.option(
-    "--plots",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write score histograms, ROC and PR curves (PNG) into this directory.",
-)
+@plots_option("Write score histograms, ROC and PR curves (PNG) into this directory.")
+@click.option("--log-scale", is_flag=True, help="Score histograms with a logarithmic count axis.")
 @click.option(
     "--save-scores",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -127,6 +85,7 @@ Examples:
     callback=_scores_path,
     help="Write every sample's score per detector with its ID/OOD label and set (.npz or .csv).",
 )
+@columns_option()
 @common_options
 @with_logging
 def ood(
@@ -134,12 +93,15 @@ def ood(
     ood_specs: list[str],
     ood_size: int | None,
     plots: Path | None,
+    log_scale: bool,
     save_scores: Path | None,
+    columns: list[str],
     dataset: str,
     data_dir: Path | None,
     no_download: bool,
     limit: int | None,
-    model: str | None,
+    models: list[str],
+    arch: str | None,
     cache_dir: Path | None,
     device: str,
     seed: int,
@@ -165,12 +127,19 @@ def ood(
         dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed, image_size=source.image_size
     ).with_num_classes(source.num_classes)
     dev = select_device(device)
-    net, _, label = load_model_option(
-        model, bundle, seed=seed, device=dev, cache=cache_dir, progress=progress_flag(quiet), source=source
+    nets = load_models_option(
+        models,
+        bundle,
+        arch=arch,
+        seed=seed,
+        device=dev,
+        cache=cache_dir,
+        progress=progress_flag(quiet),
+        source=source,
     )
     keep = plots is not None or save_scores is not None
     report = evaluate(
-        {label: net},
+        nets,
         bundle,
         detectors=detectors,
         ood=ood_specs,
@@ -184,19 +153,31 @@ def ood(
         data_dir=data_dir,
         download=not no_download,
     )
-    result = ood_result(report, label, keep_scores=keep)
-    rows: list[dict[str, Any]] = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
+    rows: list[dict[str, Any]] = []
+    written: list[Path] = []
     outputs = Outputs("the detectors were scored; only writing the output failed")
-    if save_scores is not None:
-        with outputs.write():
-            result.save_scores(save_scores)
-            click.echo(f"wrote {save_scores}", err=True)
-    if plots is not None:
-        from ..plots.ood import plot_ood
+    for label in nets:
+        result = ood_result(report, label, keep_scores=keep)
+        rows += [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
+        if save_scores is not None:
+            path = (
+                save_scores
+                if len(nets) == 1
+                else save_scores.with_name(f"{save_scores.stem}-{safe_name(label)}{save_scores.suffix}")
+            )
+            with outputs.write():
+                result.save_scores(path)
+                click.echo(f"wrote {path}", err=True)
+        if plots is not None:
+            from ..plots.ood import plot_ood
 
-        with outputs.write():
-            written = plot_ood(result, plots)
-            click.echo(f"wrote {len(written)} plots to {plots}", err=True)
+            folder = plots if len(nets) == 1 else plots / safe_name(label)
+            with outputs.write():
+                written += plot_ood(result, folder, model=label, dataset=bundle.info.name, log=log_scale)
+    if plots is not None:
+        click.echo(f"wrote {len(written)} plots to {plots}", err=True)
+    several = len(nets) > 1
+    headline = {"model": "model", **HEADLINE} if several else HEADLINE
     with outputs.write():
-        emit(rows, fmt, out, headline=HEADLINE)
+        emit(rows, fmt, out, headline=headline, columns=columns, keys=("model", *KEYS) if several else KEYS)
     outputs.finish()

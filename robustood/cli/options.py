@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import RobustoodError, WriteError
+from ..names import ATTACKS, BACKENDS, DETECTORS, PRECISIONS, ZOO
 from ..report import FORMATS, render, write_rendered
-from ..utils import parse_eps_list
+from ..utils import parse_eps, parse_eps_list
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +40,104 @@ class EpsList(click.ParamType):
             return parse_eps_list(str(value))
         except RobustoodError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def split_values(values: Iterable[Any]) -> list[str]:
+    """Every item of a repeated option, each split at commas and stripped, in order.
+
+    ``("fgsm,pgd", "bim")`` → ``["fgsm", "pgd", "bim"]``; empty items (``"fgsm,"``) are kept
+    as ``""`` so callers can refuse them.
+    """
+    return [part.strip() for value in values for part in str(value).split(",")]
+
+
+def list_option(
+    *param_decls: str,
+    what: str,
+    choices: Sequence[str] | None = None,
+    item: Callable[[str], Any] | None = None,
+    default: Sequence[str] = (),
+    lower: bool = True,
+    allow_none: bool = False,
+    metavar: str | None = None,
+    help: str = "",
+    **kwargs: Any,
+) -> F:
+    """A list option: repeatable (``--attack fgsm --attack pgd``) and comma-separated
+    (``--attack fgsm,pgd``) alike, in any mix; order kept, duplicates dropped.
+
+    ``what`` names one item in messages (``attack``); ``choices`` are the known names
+    (unknown ones are refused with the list); ``item`` converts and checks one item
+    (raise ``click.BadParameter`` or :class:`~robustood.errors.RobustoodError`); ``lower``
+    lower-cases names first; ``allow_none`` makes ``none`` mean the empty list. The command
+    receives a ``list``. One line adds a new list option::
+
+        @list_option("--attack-detector", "attack_detectors", what="detector", choices=DETECTORS)
+    """
+
+    def callback(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[Any]:
+        if not value:
+            return []
+        parts = split_values(value)
+        if allow_none and [p.lower() for p in parts] == ["none"]:
+            return []
+        out: list[Any] = []
+        for part in parts:
+            if not part:
+                hint = f" (use none for no {what})" if allow_none else ""
+                given = ", ".join(map(repr, value))
+                raise click.BadParameter(f"empty {what} in {given}: give comma-separated {what}s{hint}", ctx, param)
+            key = part.lower() if lower else part
+            if choices is not None and key not in choices:
+                raise click.BadParameter(f"unknown {what} {part!r}; known {what}s: {', '.join(choices)}", ctx, param)
+            if item is not None:
+                try:
+                    key = item(key)
+                except RobustoodError as exc:
+                    raise click.BadParameter(str(exc), ctx, param) from None
+            if key not in out:
+                out.append(key)
+        if not out:
+            raise click.BadParameter(f"give at least one {what}", ctx, param)
+        return out
+
+    shown = "  [default: " + ",".join(default) + "]" if default else ""
+    return click.option(
+        *param_decls,
+        multiple=True,
+        default=tuple(default),
+        callback=callback,
+        metavar=metavar or f"{what.upper().replace(' ', '_')}[,…]",
+        help=f"{help} Repeatable or comma-separated.{shown}".strip(),
+        **kwargs,
+    )
+
+
+def deprecated_alias(old: str, new: str, dest: str, **kwargs: Any) -> F:
+    """Keep an old option spelling working for one release: ``old`` (hidden) sets ``dest`` as
+    ``new`` would, with a deprecation note on standard error; giving both is a usage error.
+
+    Stack it *above* the command's options (just below ``@main.command``)."""
+    key = f"deprecated_{dest}_{old.lstrip('-').replace('-', '_')}"
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            value = kw.pop(key, None)
+            if value is not None and value != ():
+                ctx = click.get_current_context()
+                source = ctx.get_parameter_source(dest)
+                if source not in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+                    raise click.UsageError(f"give {new} or {old} (its old name), not both")
+                click.echo(
+                    f"Warning: {old} is deprecated and will be removed in the next release; use {new}.", err=True
+                )
+                kw[dest] = value
+            return fn(*args, **kw)
+
+        return click.option(old, key, hidden=True, default=None, **kwargs)(wrapper)
+
+    return decorate
 
 
 def _stack(*decorators: F) -> F:
@@ -164,16 +264,27 @@ def model_source_options(fn: F) -> F:
     )(wrapper)
 
 
+arch_option = click.option(
+    "--arch",
+    type=click.Choice(list(ZOO), case_sensitive=False),
+    default=None,
+    help="Zoo architecture of the models robustood trains [default: small_cnn for grey images, cifar_cnn for colour].",
+)
+
 model_options = _stack(
-    click.option(
+    list_option(
         "--model",
         "-m",
-        default=None,
+        "models",
+        what="model",
+        lower=False,
+        metavar="MODEL",
         help="Training recipe (plain, adv:fgsm:2/255, adv:pgd:8/255:epochs=15, distill:20 …) or zoo name, "
         "trained once and then cached; a checkpoint (.safetensors/.pt), torch.export (.pt2) or TorchScript "
         "file; or torchvision:NAME, hub:OWNER/REPO:ENTRY, timm:NAME, robustbench:DATASET:THREAT:NAME "
-        "(with --weights). [default: plain: small_cnn for grey images, cifar_cnn for colour]",
+        "(with --weights) [default: plain].",
     ),
+    arch_option,
     cache_dir_option,
     model_source_options,
 )
@@ -186,7 +297,9 @@ seed_option = click.option(
     show_default=True,
     help="Random seed (data split, init, attacks), 0 to 2**32 - 1.",
 )
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars and no progress lines on standard error."
+)
 
 run_options = _stack(
     device_option,
@@ -234,6 +347,7 @@ def load_model_option(
     cache: Path | None,
     progress: bool | None,
     source: ModelSource | None = None,
+    arch: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any], str]:
     """Resolve ``--model`` with the one resolver (:func:`robustood.resolve.resolve_model`; ``None`` is
     ``plain``) and the ``--weights`` … options in ``source``; return the model, its metadata and
@@ -242,7 +356,9 @@ def load_model_option(
 
     spec = "plain" if model is None else model.strip()
     extra = source.resolve_kwargs() if source is not None else {}
-    net, meta = resolve_model(spec, bundle, seed=seed, device=device, cache=cache, progress=progress, **extra)
+    net, meta = resolve_model(
+        spec, bundle, arch=arch, seed=seed, device=device, cache=cache, progress=progress, **extra
+    )
     return net, meta, model_label(spec, meta)
 
 
@@ -259,13 +375,35 @@ def emit(
     fmt: str,
     out: Path | None,
     headline: Mapping[str, str] | None = None,
+    *,
+    columns: Sequence[str] = (),
+    keys: Sequence[str] = (),
+    transpose: bool = False,
 ) -> None:
     """Render rows and print them, or write them atomically to ``out``.
 
     With ``headline`` (header → row key, see :func:`headline_rows`) the ``table`` and
-    ``markdown`` formats show only those columns; ``csv`` and ``json`` keep every column.
+    ``markdown`` formats show only those columns; ``columns`` (``--columns``) chooses others
+    (the ``keys`` columns that name a row are always kept); ``csv`` and ``json`` keep every
+    column. A table wider than the terminal is wrapped into blocks that repeat ``keys``, or
+    with ``transpose`` (a comparison matrix) shown one metric per line, one column per model.
     """
-    text = render(headline_rows(rows, headline) if headline is not None and fmt in ("table", "markdown") else rows, fmt)
+    from ..report import match_columns
+
+    shown: Sequence[Mapping[str, Any]] = rows
+    if fmt in ("table", "markdown"):
+        if columns:
+            named = dict(headline or {})
+            key_map = {h: named.get(h, h) for h in keys}
+            available = list(dict.fromkeys(k for r in rows for k in r))
+            try:
+                chosen = match_columns(available, columns)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--columns") from None
+            shown = headline_rows(rows, {**key_map, **{c: c for c in chosen if c not in key_map.values()}})
+        elif headline is not None:
+            shown = headline_rows(rows, headline)
+    text = render(shown, fmt, keys=keys, transpose=transpose)
     if out is None:
         click.echo(text, nl=False)
     else:
@@ -326,13 +464,208 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def with_logging(fn: F) -> F:
+    """Warnings as ``WARNING name: message`` lines; progress without a terminal.
+
+    On a terminal the commands show progress bars. Without one (a pipe, a log file, a CI
+    job) the ``robustood`` logger prints one line per finished unit and per trained model
+    on standard error instead, so a long run is never silent; ``--quiet`` silences both.
+    Standard output carries the result alone.
+    """
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logger = logging.getLogger("robustood")
+        handler: logging.Handler | None = None
+        level, propagate = logger.level, logger.propagate
+        if not kwargs.get("quiet") and not _is_terminal(sys.stderr):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(_ProgressFormatter())
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
         previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning  # one line, no source
         try:
             return fn(*args, **kwargs)
         finally:
             warnings.formatwarning = previous
+            if handler is not None:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
+                logger.propagate = propagate
 
     return wrapper
+
+
+class _ProgressFormatter(logging.Formatter):
+    """``robustood: message`` for progress lines, ``WARNING name: message`` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return f"robustood: {record.getMessage()}"
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- list options every command shares
+
+
+def eps_option(default: str = "2/255", help: str = "Budget(s) in [0, 1] pixel units, e.g. 0,1/255,2/255.") -> F:
+    """``--eps``: one or more budgets (repeatable or comma-separated), parsed to floats."""
+    return list_option(
+        "--eps", "eps_list", what="eps", item=parse_eps, default=(default,), metavar="EPS[,…]", help=help
+    )
+
+
+def attack_option(default: Sequence[str] = ("fgsm", "pgd"), *, allow_none: bool = False, help: str = "") -> F:
+    """``--attack``: attack names (repeatable or comma-separated)."""
+    text = help or f"Attack(s): {', '.join(ATTACKS)}{' (none: no attack)' if allow_none else ''}."
+    return list_option(
+        "--attack", "attack_names", what="attack", choices=ATTACKS, default=default, allow_none=allow_none, help=text
+    )
+
+
+def detector_option(default: Sequence[str], *, allow_none: bool = False) -> F:
+    """``--detector``: OOD detector names (repeatable or comma-separated)."""
+    return list_option(
+        "--detector",
+        "detectors",
+        what="detector",
+        choices=DETECTORS,
+        default=default,
+        allow_none=allow_none,
+        help=f"OOD detector(s): {', '.join(DETECTORS)}{' (none: no OOD detection)' if allow_none else ''}.",
+    )
+
+
+def check_ood_spec(spec: str) -> str:
+    """One OOD set name as given (``noise``, ``heldout:3``, ``adv:fgsm:2/255``), checked for shape."""
+    low = spec.lower()
+    if low.startswith("heldout:") and not (low[8:].isdigit() and int(low[8:]) >= 1):
+        raise click.BadParameter(f"{spec!r}: use heldout:K with K ≥ 1 held-out classes")
+    if low.startswith("adv:") and len(low) <= 4:
+        raise click.BadParameter(f"{spec!r}: name an attack, e.g. adv:fgsm:2/255")
+    return spec
+
+
+def ood_option(default: Sequence[str], *, allow_none: bool = False) -> F:
+    """``--ood``: OOD sets (repeatable or comma-separated); at most one ``heldout:K``."""
+    option = list_option(
+        "--ood",
+        "ood_specs",
+        what="OOD set",
+        item=check_ood_spec,
+        lower=False,
+        default=default,
+        allow_none=allow_none,
+        metavar="SET[,…]",
+        help="OOD set(s): noise, gaussian, natural, heldout:K, a dataset name, adv:ATTACK:EPS.",
+    )
+
+    def one_heldout(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            heldout = {s.lower() for s in kw.get("ood_specs", []) if s.lower().startswith("heldout:")}
+            if len(heldout) > 1:
+                raise click.BadParameter(
+                    f"one heldout:K per run (the model is trained without those K classes), got {sorted(heldout)}",
+                    param_hint="--ood",
+                )
+            return fn(*args, **kw)
+
+        return wrapper
+
+    return lambda fn: option(one_heldout(fn))
+
+
+def _step_size(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        step = parse_eps(value, what="step size")
+    except RobustoodError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if step <= 0:
+        raise click.BadParameter("the step size must be positive, e.g. 1/255")
+    return step
+
+
+def plots_option(help: str) -> F:
+    return click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=None, help=help)
+
+
+#: The attack settings ``attack`` and ``defend`` share (``compare`` takes ``--norm`` and ``--steps``).
+attack_settings = _stack(
+    click.option(
+        "--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True, help="Perturbation norm."
+    ),
+    click.option("--steps", type=click.IntRange(min=1), default=None, help="Iterations [default: 10; ddn 100]."),
+    click.option(
+        "--step-size",
+        callback=_step_size,
+        default=None,
+        help="Step size in pixel units, e.g. 1/255 [default: 2.5·eps/steps].",
+    ),
+    click.option(
+        "--targeted",
+        default=None,
+        metavar="CLASS|random|least-likely",
+        help="Targeted attack: a class (name or index), a random other class, or the least-likely class.",
+    ),
+    click.option("--no-random-start", is_flag=True, help="PGD starts at the clean input instead of a random point."),
+    click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        default="native",
+        show_default=True,
+        help="native: ART's update rule on device tensors (fast); art: ART's own attack objects.",
+    ),
+    click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="fp32",
+        show_default=True,
+        help="bf16: autocast + channels_last, CUDA only.",
+    ),
+)
+
+
+def columns_option(help: str = "") -> F:
+    """``--columns``: the value columns ``table`` and ``markdown`` show (``csv`` / ``json`` keep all)."""
+    return list_option(
+        "--columns",
+        "columns",
+        what="column",
+        lower=False,
+        metavar="COLUMN[,…]",
+        help=help
+        or "Columns the table and markdown formats show, e.g. robust_accuracy,success_rate "
+        "[default: the headline columns, wrapped to the terminal width].",
+    )
+
+
+def load_models_option(
+    models: Sequence[str],
+    bundle: DatasetBundle,
+    *,
+    arch: str | None,
+    seed: int,
+    device: torch.device,
+    cache: Path | None,
+    progress: bool | None,
+    source: ModelSource | None = None,
+) -> dict[str, nn.Module]:
+    """Resolve every ``--model`` (none given: ``plain``) → ``{row label: model}``."""
+    out: dict[str, nn.Module] = {}
+    for spec in models or ["plain"]:
+        net, _, label = load_model_option(
+            spec, bundle, arch=arch, seed=seed, device=device, cache=cache, progress=progress, source=source
+        )
+        out[label if label not in out else spec] = net
+    return out

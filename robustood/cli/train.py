@@ -12,9 +12,11 @@ from ..utils import parse_eps
 from .app import main
 from .options import (
     Outputs,
+    arch_option,
     cache_dir_option,
     check_outputs,
     dataset_options,
+    deprecated_alias,
     device_option,
     emit,
     output_options,
@@ -89,21 +91,19 @@ def _recipe(
 
 
 @main.command()
+@deprecated_alias("--model", "--arch", "arch", type=click.Choice(list(ZOO), case_sensitive=False))
+@deprecated_alias("-m", "--arch", "arch", type=click.Choice(list(ZOO), case_sensitive=False))
+@deprecated_alias("--train-batch-size", "--batch-size", "batch_size", type=click.IntRange(min=1))
 @dataset_options
-@click.option(
-    "--model",
-    "-m",
-    "arch",
-    type=click.Choice(list(ZOO), case_sensitive=False),
-    default=None,
-    help="Zoo architecture [default: small_cnn for grey images, cifar_cnn for colour].",
-)
+@arch_option
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True, help="Most epochs to train.")
 @click.option(
     "--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate."
 )
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--train-batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per training batch."
+)
 @click.option(
     "--patience",
     type=click.IntRange(min=1),
@@ -173,7 +173,7 @@ def train(
     epochs: int,
     lr: float,
     optimizer: str,
-    train_batch_size: int,
+    batch_size: int,
     patience: int,
     adversarial: str | None,
     eps: float | None,
@@ -197,7 +197,7 @@ def train(
     \b
     Examples:
       robustood train
-      robustood train --dataset cifar10 --model resnet20 --epochs 30 --optimizer sgd --lr 0.05
+      robustood train --dataset cifar10 --arch resnet20 --epochs 30 --optimizer sgd --lr 0.05
       robustood train --adversarial fgsm --eps 2/255 --adv-weight 0.5
       robustood train --noise 8/255
       robustood train --outlier-exposure noise
@@ -212,9 +212,7 @@ def train(
     recipe = _recipe(recipe, adversarial, eps, adv_weight, adv_share, adv_steps, noise, outlier_exposure)
     bundle = load_dataset(dataset, root=data_dir, download=not no_download, seed=seed)
     arch = (arch or default_arch(bundle.info)).lower()
-    cfg = TrainConfig(
-        epochs=epochs, lr=lr, batch_size=train_batch_size, optimizer=optimizer, patience=patience, seed=seed
-    )
+    cfg = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, patience=patience, seed=seed)
     checkpoint = cached_model_path(bundle, arch, recipe, seed, cache_dir, cfg)
     was_cached = checkpoint.exists() and not retrain
     model, meta = pretrained(

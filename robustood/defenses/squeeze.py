@@ -234,7 +234,7 @@ class FeatureSqueezingDetector(BaseDetector):
         self.device_ = dev if dev is not None else seen
         self.threshold_ = threshold
         self.calibration_scores_ = calibration
-        self.fpr_ = float((calibration > threshold).float().mean())
+        self.fpr_ = int((calibration > threshold).sum()) / len(calibration)
         return self
 
     # ------------------------------------------------------------------ scoring

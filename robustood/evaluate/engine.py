@@ -6,6 +6,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,11 @@ ATTACK_METRICS = (
 )
 OOD_METRICS = ("auroc", "aupr_in", "aupr_out", "fpr_at_95_tpr", "detection_accuracy")
 SQUEEZE = "squeeze"
+
+log = logging.getLogger("robustood")
+
+#: ``on_unit(model label, unit name, its rows, seconds)``: called once per finished unit.
+UnitCallback = Callable[[str, str, list[Row], float], None]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -76,6 +84,7 @@ class Context:
     keep_scores: bool = False
     ood_size: int | None = None
     precision: str = "fp32"
+    on_unit: UnitCallback | None = None
 
     @property
     def artifacts(self) -> bool:
@@ -178,23 +187,28 @@ class ModelRun:
             self.scores[set_name] = {lab: s.double().numpy() for lab, s in scores.items()}
         return rows
 
+    def _finished(self, name: str, rows: list[Row], start: float) -> list[Row]:
+        if self.ctx.on_unit is not None:
+            self.ctx.on_unit(self.label, name, rows, time.perf_counter() - start)
+        return rows
+
     # ------------------------------------------------------------------ the units
     def clean_unit(self) -> list[Row]:
-        unit = "clean"
+        unit, start = "clean", time.perf_counter()
         if (rows := self._stored(unit)) is not None:
-            return rows
+            return self._finished("clean (stored)", rows, start)
         c = self.clean()
         rows = [self._row(CLEAN, "accuracy", c.accuracy), self._row(CLEAN, "n", c.n)]
         if c.squeeze is not None:
             rows += [self._row(CLEAN, k, v, detector=SQUEEZE) for k, v in c.squeeze.clean_metrics().items()]
-        return self.ctx.store.put(self._unit(unit), rows)
+        return self._finished("clean", self.ctx.store.put(self._unit(unit), rows), start)
 
     def ood_units(self) -> list[Row]:
         rows: list[Row] = []
         for set_name, ds in self.plan.ood.items():
-            unit = f"ood:{set_name}:{fingerprint(*self.plan.detectors)}"
+            unit, start = f"ood:{set_name}:{fingerprint(*self.plan.detectors)}", time.perf_counter()
             if (done := self._stored(unit)) is not None:
-                rows += done
+                rows += self._finished(f"ood {set_name} (stored)", done, start)
                 continue
             self.clean()
             scores = score_pass(
@@ -205,7 +219,8 @@ class ModelRun:
                 shape=self.bundle.info.input_shape,
                 **self._kw(set_name),
             )
-            rows += self.ctx.store.put(self._unit(unit), self._ood_rows(set_name, scores))
+            new = self.ctx.store.put(self._unit(unit), self._ood_rows(set_name, scores))
+            rows += self._finished(f"ood {set_name}", new, start)
         return rows
 
     def attack_units(self) -> list[Row]:
@@ -214,11 +229,16 @@ class ModelRun:
             squeeze = self.plan.squeeze is not None and p.measured
             dets = tuple(self.plan.detectors) if p.adv_sets else ()
             unit = f"attack:{p.attack!r}:{fingerprint(p.measured, list(p.adv_sets), *dets, self.plan.squeeze or '')}"
+            start = time.perf_counter()
             if (done := self._stored(unit)) is not None:
-                rows += done
+                rows += self._finished(f"{p.key} (stored)", done, start)
                 continue
-            rows += self.ctx.store.put(self._unit(unit), self._attack(p, squeeze))
+            rows += self._finished(p.key, self.ctx.store.put(self._unit(unit), self._attack(p, squeeze)), start)
         return rows
+
+    def n_units(self) -> int:
+        """How many units :meth:`run` finishes (clean, one per OOD set, one per attack pass)."""
+        return 1 + len(self.plan.ood) + len(self.plan.passes)
 
     def _attack(self, p: AttackPass, squeeze: bool) -> list[Row]:
         c = self.clean()
