@@ -58,6 +58,7 @@ HEADLINE_METRICS = (
     "accuracy",
     "robust_accuracy",
     "auroc",
+    "robust_auroc",
     "fpr_at_95_tpr",
     "detection_rate",
 )
@@ -110,6 +111,7 @@ def evaluate(
     detectors: Sequence[Any] = (),
     ood: Sequence[str] | Mapping[str, Dataset] = (),
     defenses: Sequence[Any] = (),
+    detector_attacks: Sequence[Any] = (),
     arch: str | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -118,6 +120,7 @@ def evaluate(
     ood_size: int | None = None,
     keep: int | bool = 0,
     keep_scores: bool = False,
+    keep_inputs: bool = False,
     precision: str = "fp32",
     progress: bool | None = None,
     store: str | os.PathLike | ResultStore | None = None,
@@ -146,6 +149,11 @@ def evaluate(
         defenses: ``"squeeze"`` or a :class:`~robustood.defenses.FeatureSqueezingDetector`:
             its detection rate under every attack and its false-positive rate on clean data
             (distillation is a model: ``distill:T``).
+        detector_attacks: adaptive attacks on every detector's score (``pgd:8/255``,
+            ``pgd:0.5:l2``, ``pgd:8/255:steps=40``; :mod:`robustood.detectors.attack`): ID test
+            inputs pushed to raise their OOD score, each plain OOD set pushed to lower it; rows
+            ``robust_<metric>`` (both attacked), ``robust_in_<metric>`` (only ID),
+            ``robust_out_<metric>`` (only OOD) per detector × OOD set × attack.
         arch: zoo architecture of recipe-named models (default: the dataset's default).
         seed: seeds the data split, training, OOD sets and attacks.
         device: where every pass runs (``None`` or ``"auto"``: CUDA, then MPS, then CPU).
@@ -153,7 +161,10 @@ def evaluate(
             (default: ``limit``, else as many as the test split).
         keep: keep this many inputs (``True``: all) of each measured attack pass (clean and adversarial
             images, predictions) in :attr:`Report.attacks`; ``keep_scores``: keep every
-            input's detector scores in :attr:`Report.scores`. Either recomputes stored units.
+            input's detector scores in :attr:`Report.scores` (and the attacked scores of
+            detector attacks in :attr:`Report.attacked`); ``keep_inputs``: with
+            ``keep_scores``, keep the clean and attacked inputs of detector attacks too.
+            Either recomputes stored units.
         precision: ``fp32``, or ``bf16`` (CUDA autocast and channels-last) for every pass.
         store: a JSON-lines file (or :class:`~robustood.store.ResultStore`) of finished units;
             a rerun with the same arguments resumes from it instead of recomputing.
@@ -196,6 +207,7 @@ def evaluate(
         ood_size=ood_size if ood_size is not None else limit,
         root=data_dir,
         download=download,
+        detector_attacks=_listed(detector_attacks),
     )
     for spec in labelled.values():
         check_model_spec(spec, bundle)
@@ -214,6 +226,8 @@ def evaluate(
         "batch_size": batch_size,
         "train_config": asdict(config) if config is not None else None,
     }
+    if plan.detector_attacks:
+        config_record["detector_attacks"] = [a.key for a in plan.detector_attacks]
     ctx = Context(
         device=dev,
         batch_size=batch_size,
@@ -224,6 +238,7 @@ def evaluate(
         keep_scores=keep_scores,
         ood_size=ood_size,
         precision=precision,
+        keep_inputs=keep_inputs,
     )
     report = Report([], {})
     model_meta: dict[str, Any] = {}
@@ -241,6 +256,8 @@ def evaluate(
             report.attacks[label] = run.attack_results
         if run.scores:
             report.scores[label] = run.scores
+        if run.attacked:
+            report.attacked[label] = run.attacked
         if run.thresholds:
             thresholds[label] = run.thresholds
     report.meta = provenance(config_record, seed, str(dev))

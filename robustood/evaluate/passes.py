@@ -21,7 +21,16 @@ from ..errors import IncompatibleModelError, RobustoodError
 from .loop import batches, synchronize
 from .plan import AttackPass
 
-__all__ = ["AttackOutputs", "CleanOutputs", "SqueezeTally", "attack_pass", "clean_pass", "score_pass"]
+__all__ = [
+    "AttackOutputs",
+    "CleanOutputs",
+    "DetectorAttackOutputs",
+    "SqueezeTally",
+    "attack_pass",
+    "clean_pass",
+    "detector_attack_pass",
+    "score_pass",
+]
 
 
 class SqueezeTally:
@@ -238,3 +247,55 @@ def attack_pass(
     synchronize(device)
     result = metrics.result(time.perf_counter() - t0, precision=precision)
     return AttackOutputs(result, sink.result() if detectors else {}, tally)
+
+
+@dataclass
+class DetectorAttackOutputs:
+    """What one detector-attack pass leaves: the detector's scores ``[N]`` of the attacked
+    inputs (its own scoring path, CPU float32), and the clean and attacked inputs when kept."""
+
+    scores: torch.Tensor
+    x: torch.Tensor | None = None
+    x_adv: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+def detector_attack_pass(
+    model: nn.Module,
+    data: Dataset,
+    detector: Any,
+    attack: Any,
+    *,
+    raise_score: bool,
+    device: torch.device,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+    shape: tuple[int, ...] | None = None,
+    keep_inputs: bool = False,
+) -> DetectorAttackOutputs:
+    """Attack one detector's score on every batch of ``data`` (a
+    :class:`~robustood.detectors.attack.DetectorAttack`): ``raise_score`` for ID inputs, not
+    for OOD inputs; then score the attacked inputs with the detector's own scoring path.
+
+    Random starts come from one generator seeded with the attack's ``seed`` for the pass.
+    """
+    gen = torch.Generator(device=device).manual_seed(int(attack.seed))
+    parts: list[torch.Tensor] = []
+    xs: list[torch.Tensor] = []
+    advs: list[torch.Tensor] = []
+    synchronize(device)
+    t0 = time.perf_counter()
+    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
+        x_adv = attack(model, detector, b.x, raise_score=raise_score, generator=gen)
+        scores, _ = _score(model, x_adv, [detector])
+        parts.append(scores[0].detach().float().cpu())
+        if keep_inputs:
+            xs.append(b.x.cpu())
+            advs.append(x_adv.cpu())
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    out = DetectorAttackOutputs(torch.cat(parts) if parts else torch.empty(0), seconds=seconds)
+    if keep_inputs and xs:
+        out.x, out.x_adv = torch.cat(xs), torch.cat(advs)
+    return out
