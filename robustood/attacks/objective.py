@@ -45,38 +45,46 @@ def ascend(
 
     ``x`` is ``B×C×H×W`` in [0, 1]; ``objective`` maps a batch to one value per sample and must
     keep the autograd graph to its input (samples must not interact, e.g. a model in
-    evaluation mode). The caller puts the model in the state it is attacked in
+    evaluation mode). It may return a pair ``(loss, rank)``: the gradient follows ``loss``, the
+    best iterate is chosen by ``rank`` (a surrogate ascended, the attacker's real goal kept).
+    The caller puts the model in the state it is attacked in
     (:func:`~robustood.attacks.base.attack_mode`). With ``keep_best`` the returned input is,
     per sample, the iterate of highest objective (the clean input among them); otherwise the
     last iterate. Returns the inputs (detached, in the ball and the box) and their objective
-    values ``[B]``.
+    (or rank) values ``[B]``.
     """
     x0 = x.detach()
     if eps == 0 or steps < 1 or x0.shape[0] == 0:
         with torch.no_grad():
-            return x0.clone(), objective(x0).detach().float()
+            return x0.clone(), _rank(objective(x0))
     x_adv = random_start(x0, eps, norm, generator) if random_init else x0
     best_x = best_v = None
     if keep_best and random_init:
         with torch.no_grad():
-            best_x, best_v = x0.clone(), objective(x0).detach().float()
+            best_x, best_v = x0.clone(), _rank(objective(x0))
     with torch.enable_grad():
         for _ in range(steps):
             x_adv = x_adv.detach().requires_grad_(True)
-            values = objective(x_adv)
+            out = objective(x_adv)
+            values = out[0] if isinstance(out, tuple) else out
             (grad,) = torch.autograd.grad(values.sum(), x_adv)
             if keep_best:
-                best_x, best_v = _keep(best_x, best_v, x_adv.detach(), values.detach().float())
+                best_x, best_v = _keep(best_x, best_v, x_adv.detach(), _rank(out))
             grad = grad.nan_to_num(nan=0.0, posinf=math.inf, neginf=-math.inf)
             with torch.no_grad():
                 x_next = (x_adv + step_size * step_direction(grad, norm)).clamp_(0.0, 1.0)
                 x_adv = x0 + project(x_next - x0, eps, norm)
     with torch.no_grad():
         x_adv = x_adv.detach().clamp_(0.0, 1.0)
-        last = objective(x_adv).detach().float()
+        last = _rank(objective(x_adv))
     if not keep_best:
         return x_adv, last
     return _keep(best_x, best_v, x_adv, last)
+
+
+def _rank(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The value an iterate is ranked by: the objective, or the ``rank`` of a ``(loss, rank)`` pair."""
+    return (out[1] if isinstance(out, tuple) else out).detach().float()
 
 
 def _keep(

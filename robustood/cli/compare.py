@@ -13,6 +13,7 @@ from .options import (
     EpsList,
     cache_dir_option,
     data_options,
+    detector_attack_specs,
     emit,
     output_options,
     progress_flag,
@@ -32,6 +33,8 @@ Examples:
   robustood compare -m plain -m adv:fgsm:8/255 --detector maxlogit,msp --ood noise,natural --defense squeeze
   robustood compare --dataset cifar10 -m plain -m adv:fgsm:2/255:epochs=15 -m adv:fgsm:4/255 \\
       --attack fgsm --eps 2/255 --detector maxlogit --ood noise --store study.jsonl --plots plots/
+  robustood compare -m plain -m adv:fgsm:8/255 --detector maxlogit,mahalanobis --ood noise \\
+      --attack-detector pgd:2/255,pgd:8/255
 """
 
 
@@ -102,6 +105,14 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
     help="Measure a detection defense under the attacks (distillation is a model: -m distill:20).",
 )
 @click.option(
+    "--attack-detector",
+    "detector_attacks",
+    multiple=True,
+    callback=detector_attack_specs,
+    help="Attack every detector's score (ID and OOD inputs both attacked): adds robust_auroc[DETECTOR|SET@ATTACK] "
+    "columns (pgd:8/255, pgd:0.5:l2; repeatable or comma-separated).",
+)
+@click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs of models to train [default: 50]."
 )
 @click.option(
@@ -136,6 +147,7 @@ def compare(
     detectors: list[str],
     ood: list[str],
     defenses: tuple[str, ...],
+    detector_attacks: list[str],
     epochs: int | None,
     store: Path | None,
     plots: Path | None,
@@ -156,7 +168,8 @@ def compare(
     """Compare models for clean accuracy, robust accuracy, OOD detection and squeezing detection.
 
     Prints one row per model; the columns are clean accuracy, robust accuracy per attack ×
-    eps, AUROC and FPR@95%TPR per detector × OOD set, and the squeezing detection rate.
+    eps, AUROC and FPR@95%TPR per detector × OOD set, and the squeezing detection rate;
+    --attack-detector adds the AUROC with the detectors' scores attacked on both sides.
     """
     from ..attacks import build_attack
     from ..evaluate import HEADLINE_METRICS, evaluate
@@ -170,6 +183,8 @@ def compare(
         for e in eps_list
     ]
     config = TrainConfig(seed=seed, epochs=epochs) if epochs is not None else None
+    if detector_attacks and not (detectors and ood):
+        raise click.BadParameter("needs detectors and OOD sets (--detector, --ood)", param_hint="--attack-detector")
     report = evaluate(
         list(dict.fromkeys(models)),
         dataset,
@@ -177,6 +192,7 @@ def compare(
         detectors=detectors if ood else [],
         ood=ood if detectors else [],
         defenses=list(defenses),
+        detector_attacks=detector_attacks,
         arch=arch,
         seed=seed,
         device=select_device(device),

@@ -14,7 +14,14 @@ import click
 
 from ..names import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS
 from .app import main
-from .options import common_options, emit, load_model_option, progress_flag, with_logging
+from .options import (
+    common_options,
+    detector_attack_specs,
+    emit,
+    load_model_option,
+    progress_flag,
+    with_logging,
+)
 
 
 def _detectors(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -62,6 +69,9 @@ HEADLINE = {
     for k in (
         "detector",
         "ood_set",
+        "attack",
+        "eps",
+        "side",
         "auroc",
         "aupr_in",
         "aupr_out",
@@ -80,6 +90,7 @@ Examples:
   robustood ood
   robustood ood --detector msp --detector mahalanobis,knn --ood noise,natural,heldout:3
   robustood ood --ood adv:fgsm:2/255 --plots plots/ --save-scores scores.npz
+  robustood ood --detector maxlogit --ood noise --attack-detector pgd:2/255,pgd:8/255
 """
 
 
@@ -118,6 +129,15 @@ Examples:
     callback=_scores_path,
     help="Write every sample's score per detector with its ID/OOD label and set (.npz or .csv).",
 )
+@click.option(
+    "--attack-detector",
+    "detector_attacks",
+    multiple=True,
+    callback=detector_attack_specs,
+    help="Attack every detector's score: ID inputs pushed to look OOD, OOD inputs to look ID "
+    "(pgd:8/255, pgd:0.5:l2, pgd:8/255:steps=40; repeatable or comma-separated). Adds rows per "
+    "side: out (only OOD attacked), in (only ID attacked), both.",
+)
 @common_options
 @with_logging
 def ood(
@@ -126,6 +146,7 @@ def ood(
     ood_size: int | None,
     plots: Path | None,
     save_scores: Path | None,
+    detector_attacks: list[str],
     dataset: str,
     data_dir: Path | None,
     no_download: bool,
@@ -144,9 +165,11 @@ def ood(
     Fitting detectors (mahalanobis, vim, knn, reconstruction) are fitted on the training
     split; thresholds for detection_accuracy keep 95 % of the validation split. The table
     shows the metrics; --format csv or json adds dataset, model and the sample counts.
+    With --attack-detector each clean row (side clean) is followed by its rows under each
+    attack: side out, in and both (adv:… sets are not attacked again).
     """
     from ..data import load_dataset
-    from ..evaluate import evaluate, ood_result
+    from ..evaluate import detector_attack_rows, evaluate, ood_result
     from ..utils import select_device
 
     heldout = next((int(s.split(":", 1)[1]) for s in ood_specs if s.lower().startswith("heldout:")), 0)
@@ -167,12 +190,16 @@ def ood(
         limit=limit,
         ood_size=ood_size,
         keep_scores=keep,
+        keep_inputs=save_scores is not None and save_scores.suffix.lower() == ".npz",
+        detector_attacks=detector_attacks,
         progress=progress_flag(quiet),
         data_dir=data_dir,
         download=not no_download,
     )
     result = ood_result(report, label, keep_scores=keep)
     rows: list[dict[str, Any]] = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
+    if detector_attacks:
+        rows = _with_attacks(rows, detector_attack_rows(report, label))
     if save_scores is not None:
         result.save_scores(save_scores)
         click.echo(f"wrote {save_scores}", err=True)
@@ -180,5 +207,24 @@ def ood(
         from ..plots.ood import plot_ood
 
         written = plot_ood(result, plots)
+        if detector_attacks:
+            from ..plots.ood import plot_detector_attacks
+
+            written += plot_detector_attacks(result, plots)
         click.echo(f"wrote {len(written)} plots to {plots}", err=True)
     emit(rows, fmt, out, headline=HEADLINE)
+
+
+def _with_attacks(rows: list[dict[str, Any]], attacked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each clean row (side ``clean``) followed by its rows under each detector attack (sides
+    out, in, both), carrying the clean row's dataset, model, accuracy and sample counts."""
+    from ..utils import format_eps
+
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        out.append({**r, "attack": "", "eps": "", "side": "clean"})
+        for a in attacked:
+            if (a["detector"], a["ood_set"]) == (r["detector"], r["ood_set"]):
+                extra = {k: r[k] for k in ("id_accuracy", "n_id", "n_ood") if k in r}
+                out.append({"dataset": r["dataset"], "model": r["model"], **a, "eps": format_eps(a["eps"]), **extra})
+    return out

@@ -127,13 +127,12 @@ def differentiable_score(detector: Any, model: nn.Module, x: torch.Tensor) -> to
     from . import _pood
     from .reconstruction import ReconstructionDetector
 
-    if hasattr(detector, "check_fitted"):
-        detector.check_fitted()
     name = getattr(detector, "name", type(detector).__name__)
     if not is_differentiable(detector):
         raise RobustoodError(
             f"detector {name!r} has no differentiable score; attackable detectors: {', '.join(DIFFERENTIABLE)}"
         )
+    detector.check_fitted()
     d = _scorer(detector, model)
     if isinstance(d, _pood.MaxSoftmax):
         return -F.softmax(model(x).float() / d.t, dim=1).amax(1)

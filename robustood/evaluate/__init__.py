@@ -37,19 +37,31 @@ from ..errors import RobustoodError
 from ..report import Report, Row
 from ..store import ResultStore, provenance
 from ..utils import select_device
-from .engine import ATTACK_METRICS, CLEAN, OOD_METRICS, Context, ModelRun, fingerprint
+from .engine import (
+    ATTACK_METRICS,
+    CLEAN,
+    DETECTOR_ATTACK_SIDES,
+    OOD_METRICS,
+    Context,
+    ModelRun,
+    fingerprint,
+    robust_metric,
+)
 from .plan import AttackPass, Plan, make_plan
 
 __all__ = [
     "ATTACK_METRICS",
     "CLEAN",
+    "DETECTOR_ATTACK_SIDES",
     "HEADLINE_METRICS",
     "OOD_METRICS",
     "AttackPass",
     "Plan",
+    "detector_attack_rows",
     "evaluate",
     "ood_result",
     "ood_rows",
+    "robust_metric",
     "run_attack",
     "run_ood",
 ]
@@ -385,6 +397,30 @@ def ood_rows(report: Report, model: str) -> list[dict[str, Any]]:
     return sorted(out.values(), key=lambda row: order.get(row["ood_set"], len(order)))
 
 
+def detector_attack_rows(report: Report, model: str) -> list[dict[str, Any]]:
+    """One row per detector × OOD set × detector attack × side of ``model``: ``detector``,
+    ``ood_set``, ``attack`` (``pgd-linf``), ``eps`` (float), ``side`` (``out``: only the OOD
+    inputs attacked, ``in``: only the ID inputs, ``both``) and the OOD metrics under that attack."""
+    names = {robust_metric(m, side): (m, side) for m in OOD_METRICS for side in DETECTOR_ATTACK_SIDES}
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in report.rows:
+        if r.model != model or not r.attack or r.metric not in names or not r.detector:
+            continue
+        metric, side = names[r.metric]
+        key = (r.detector, r.input_set, r.attack, r.eps, side)
+        row = out.setdefault(
+            key, {"detector": r.detector, "ood_set": r.input_set, "attack": r.attack, "eps": r.eps, "side": side}
+        )
+        row[metric] = r.value
+    sides = {s: i for i, s in enumerate(DETECTOR_ATTACK_SIDES)}
+    attacks = {k: i for i, k in enumerate(dict.fromkeys((k[2], k[3]) for k in out))}
+    cells = {k: i for i, k in enumerate(dict.fromkeys((k[0], k[1]) for k in out))}
+    return sorted(
+        out.values(),
+        key=lambda r: (attacks[(r["attack"], r["eps"])], cells[(r["detector"], r["ood_set"])], sides[r["side"]]),
+    )
+
+
 def ood_result(report: Report, model: str, *, keep_scores: bool) -> Any:
     """``model``'s OOD rows as an :class:`~robustood.detectors.OODResult` (rows, ID accuracy,
     thresholds, and the kept scores in the order the OOD sets were given)."""
@@ -398,7 +434,8 @@ def ood_result(report: Report, model: str, *, keep_scores: bool) -> Any:
         order = ["id", *report.meta.get("config", {}).get("ood", [])]
         scores = {name: kept[name] for name in order if name in kept}
     thresholds = report.meta.get("thresholds", {}).get(model, {})
-    return OODResult(rows, accuracy, dict(thresholds), scores)
+    attacked = report.attacked.get(model) if keep_scores else None
+    return OODResult(rows, accuracy, dict(thresholds), scores, attacked)
 
 
 class _CallableModule(types.ModuleType):

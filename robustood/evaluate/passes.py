@@ -43,6 +43,7 @@ class SqueezeTally:
     def __init__(self, detector: Any) -> None:
         self.detector = detector
         self.n = self.flagged = self.squeezed_correct = self.successful = self.flagged_successful = 0
+        self.evaded = 0
 
     def update(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, pred_clean) -> None:
         scores, squeezed_pred = self.detector.squeeze_outputs(model, x, logits)
@@ -53,6 +54,7 @@ class SqueezeTally:
         self.squeezed_correct += int((squeezed_pred == y).sum())
         self.successful += int(success.sum())
         self.flagged_successful += int((flags & success).sum())
+        self.evaded += int(((logits.argmax(1) != y) & ~flags).sum())
 
     def clean_metrics(self) -> dict[str, float]:
         """``false_positive_rate`` (clean inputs flagged), ``squeezed_clean_accuracy``, ``threshold``."""
@@ -64,11 +66,13 @@ class SqueezeTally:
 
     def attack_metrics(self) -> dict[str, float]:
         """``detection_rate`` (adversarial inputs flagged), ``detection_rate_successful`` (flagged among
-        those that turned a correct prediction wrong) and ``squeezed_robust_accuracy``."""
+        those that turned a correct prediction wrong), ``squeezed_robust_accuracy`` and
+        ``misclassified_undetected`` (inputs both misclassified and not flagged: the attacker's wins)."""
         return {
             "detection_rate": _ratio(self.flagged, self.n),
             "detection_rate_successful": _ratio(self.flagged_successful, self.successful),
             "squeezed_robust_accuracy": _ratio(self.squeezed_correct, self.n),
+            "misclassified_undetected": _ratio(self.evaded, self.n),
         }
 
 

@@ -172,7 +172,9 @@ def _detector_attacks(specs: Sequence[Any], dets: tuple[Any, ...], plain: Mappin
 
     parsed = tuple(parse_detector_attacks(list(specs), seed=seed))
     if not dets:
-        raise RobustoodError("detector attacks need detectors and OOD sets; add e.g. detectors=['maxlogit'], ood=['noise']")
+        raise RobustoodError(
+            "detector attacks need detectors and OOD sets; add e.g. detectors=['maxlogit'], ood=['noise']"
+        )
     if not plain:
         raise RobustoodError("detector attacks need a plain OOD set (noise, natural, heldout:K …), not only adv:… sets")
     bad = [getattr(d, "name", repr(d)) for d in dets if not is_differentiable(d)]
