@@ -14,7 +14,9 @@ per sample, the best iterate seen (the start point and the clean input included)
 objective of the returned input is never below the clean input's. Each step costs one
 forward and one backward pass of the objective, like the plain loop; the best iterate is
 tracked from the objective values the step computes anyway, plus one forward pass for
-the last iterate (and one for the clean input after a random start).
+the last iterate (and one for the clean input after a random start, unless the caller
+passes its objective as ``start_values``). The plain loop's scoring pass of its result costs
+the same forward pass as the last iterate's here.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def ascend(
     random_init: bool = False,
     generator: torch.Generator | None = None,
     keep_best: bool = True,
+    start_values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximise ``objective(x') [B]`` over ``x'`` in the eps ball of ``norm`` around ``x`` and in [0, 1].
 
@@ -50,18 +53,26 @@ def ascend(
     The caller puts the model in the state it is attacked in
     (:func:`~robustood.attacks.base.attack_mode`). With ``keep_best`` the returned input is,
     per sample, the iterate of highest objective (the clean input among them); otherwise the
-    last iterate. Returns the inputs (detached, in the ball and the box) and their objective
-    (or rank) values ``[B]``.
+    last iterate. ``start_values``: the objective (or rank) at ``x`` if the caller has it
+    already (it saves the forward pass at the clean input). Returns the inputs (detached, in
+    the ball and the box) and their objective (or rank) values ``[B]``.
     """
     x0 = x.detach()
+    if start_values is not None:
+        start_values = start_values.detach().float().to(x0.device)
     if eps == 0 or steps < 1 or x0.shape[0] == 0:
+        if start_values is not None:
+            return x0.clone(), start_values
         with torch.no_grad():
             return x0.clone(), _rank(objective(x0))
     x_adv = random_start(x0, eps, norm, generator) if random_init else x0
     best_x = best_v = None
     if keep_best and random_init:
-        with torch.no_grad():
-            best_x, best_v = x0.clone(), _rank(objective(x0))
+        if start_values is not None:
+            best_x, best_v = x0.clone(), start_values
+        else:
+            with torch.no_grad():
+                best_x, best_v = x0.clone(), _rank(objective(x0))
     with torch.enable_grad():
         for _ in range(steps):
             x_adv = x_adv.detach().requires_grad_(True)

@@ -6,7 +6,8 @@ eps ball of the attack's norm and the [0, 1] box. :class:`DetectorAttack` does t
 PGD on :func:`~robustood.detectors.differentiable.differentiable_score`, on the gradient
 engine's update rule (:func:`robustood.attacks.objective.ascend`: the step, projection and
 random start of :func:`robustood.attacks.gradient.pgd`), keeping per sample the iterate
-with the worst score for the detector (the clean input among them).
+with the worst score for the detector (the clean input among them), so the attacked score
+is never better for the detector than the clean one.
 
 Specs follow the attack grammar: ``pgd:8/255`` (L∞, 10 steps, step 2.5·eps/steps, random
 start), ``pgd:0.5:l2``, ``pgd:8/255:steps=40``, ``bim:8/255`` (no random start) or
@@ -90,8 +91,11 @@ class DetectorAttack:
         *,
         raise_score: bool,
         generator: torch.Generator | None = None,
+        clean_scores: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attacked images and their differentiable scores ``[B]`` (see :meth:`__call__`)."""
+        """Attacked images and their scores ``[B]`` (see :meth:`__call__`): the differentiable
+        scores, equal to the detector's own; ``clean_scores``, the detector's scores of ``x`` if
+        the caller has them, save a forward pass and are returned where ``x`` itself is kept."""
         if generator is not None and generator.device.type != x.device.type:
             raise RobustoodError(
                 f"the generator is on {generator.device.type} but x is on {x.device.type}; "
@@ -113,6 +117,7 @@ class DetectorAttack:
                 norm=a.norm,
                 random_init=bool(a.random_start),
                 generator=generator,
+                start_values=sign * clean_scores.to(x.device) if clean_scores is not None else None,
             )
         return x_adv, sign * values
 

@@ -250,7 +250,14 @@ class ModelRun:
         for d, lab in zip(dets, self._labels, strict=True):
             name = f"{lab}@{atk.key}"
             adv_id = detector_attack_pass(
-                self.model, self.bundle.test, d, atk, raise_score=True, **kw, **self._kw(f"{name} id")
+                self.model,
+                self.bundle.test,
+                d,
+                atk,
+                raise_score=True,
+                clean_scores=c.scores[lab],
+                **kw,
+                **self._kw(f"{name} id"),
             )
             if keep:
                 self._keep_attacked("id", name, adv_id)
@@ -263,6 +270,7 @@ class ModelRun:
                     atk,
                     raise_score=False,
                     shape=self.bundle.info.input_shape,
+                    clean_scores=clean_ood,
                     **kw,
                     **self._kw(f"{name} {set_name}"),
                 )

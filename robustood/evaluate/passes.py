@@ -277,12 +277,17 @@ def detector_attack_pass(
     desc: str,
     shape: tuple[int, ...] | None = None,
     keep_inputs: bool = False,
+    clean_scores: torch.Tensor | None = None,
 ) -> DetectorAttackOutputs:
     """Attack one detector's score on every batch of ``data`` (a
     :class:`~robustood.detectors.attack.DetectorAttack`): ``raise_score`` for ID inputs, not
-    for OOD inputs; then score the attacked inputs with the detector's own scoring path.
+    for OOD inputs.
 
-    Random starts come from one generator seeded with the attack's ``seed`` for the pass.
+    The scores of the attacked inputs are those the attack computes for its best iterate
+    (:func:`~robustood.detectors.differentiable.differentiable_score`, equal to the
+    detector's own scores), or the clean ones where the clean input is kept; ``clean_scores``
+    (``[N]``, the detector's scores of ``data``) save the attack's forward pass at the clean
+    inputs. Random starts come from one generator seeded with the attack's ``seed`` for the pass.
     """
     gen = torch.Generator(device=device).manual_seed(int(attack.seed))
     parts: list[torch.Tensor] = []
@@ -291,9 +296,9 @@ def detector_attack_pass(
     synchronize(device)
     t0 = time.perf_counter()
     for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
-        x_adv = attack(model, detector, b.x, raise_score=raise_score, generator=gen)
-        scores, _ = _score(model, x_adv, [detector])
-        parts.append(scores[0].detach().float().cpu())
+        clean = clean_scores[b.start : b.start + len(b)] if clean_scores is not None else None
+        x_adv, scores = attack.run(model, detector, b.x, raise_score=raise_score, generator=gen, clean_scores=clean)
+        parts.append(scores.detach().float().cpu())
         if keep_inputs:
             xs.append(b.x.cpu())
             advs.append(x_adv.cpu())
