@@ -256,7 +256,7 @@ def attack_pass(
 @dataclass
 class DetectorAttackOutputs:
     """What one detector-attack pass leaves: the detector's scores ``[N]`` of the attacked
-    inputs (its own scoring path, CPU float32), and the clean and attacked inputs when kept."""
+    inputs (CPU float32), and the clean and attacked inputs when kept."""
 
     scores: torch.Tensor
     x: torch.Tensor | None = None
