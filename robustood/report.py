@@ -240,6 +240,9 @@ class Row:
     @property
     def column(self) -> str:
         """The column this cell takes in the comparison matrix (rows = models)."""
+        if self.attack and self.detector and self.metric.startswith("robust_"):
+            # a detector attack: robust_auroc[DETECTOR|SET@ATTACK@EPS]
+            return f"{self.metric}[{self.detector}|{self.input_set}@{self.attack}@{format_eps(self.eps or 0.0)}]"
         where = []
         if self.attack:
             where.append(f"{self.attack}@{format_eps(self.eps or 0.0)}")
@@ -261,13 +264,16 @@ class Report:
     Per-sample outputs asked of :func:`~robustood.evaluate` (``keep=``, ``keep_scores=``)
     ride along, not serialised: :attr:`attacks` maps model → ``pgd-linf@8/255`` → the
     attack's :class:`~robustood.attacks.AttackResult` (with its kept samples), and
-    :attr:`scores` maps model → input set (``"id"`` for the test split) → detector → scores.
+    :attr:`scores` maps model → input set (``"id"`` for the test split) → detector → scores;
+    :attr:`attacked` maps model → input set → ``{"scores": {"DETECTOR@ATTACK@EPS": scores},
+    "x": clean inputs, "x_adv": {"DETECTOR@ATTACK@EPS": attacked inputs}}`` of detector attacks.
     """
 
     rows: list[Row] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     scores: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False, compare=False)
+    attacked: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False, compare=False)
 
     # -- views
     def models(self) -> list[str]:

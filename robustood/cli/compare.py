@@ -17,6 +17,7 @@ from .options import (
     check_outputs,
     columns_option,
     data_options,
+    detector_attack_specs,
     detector_option,
     emit,
     eps_option,
@@ -41,6 +42,8 @@ Examples:
   robustood compare -m plain -m adv:fgsm:8/255 --detector maxlogit,msp --ood noise,natural --defense squeeze
   robustood compare --dataset cifar10 -m plain -m adv:fgsm:2/255:epochs=15 -m adv:fgsm:4/255 \\
       --attack fgsm --eps 2/255 --detector maxlogit --ood noise --store study.jsonl --plots plots/
+  robustood compare -m plain -m adv:fgsm:8/255 --detector maxlogit,mahalanobis --ood noise \\
+      --attack-detector pgd:2/255,pgd:8/255
 """
 
 
@@ -69,6 +72,14 @@ Examples:
     choices=("squeeze",),
     allow_none=True,
     help="Measure a detection defense under the attacks: squeeze (distillation is a model: -m distill:20).",
+)
+@click.option(
+    "--attack-detector",
+    "detector_attacks",
+    multiple=True,
+    callback=detector_attack_specs,
+    help="Attack every detector's score (ID and OOD inputs both attacked): adds robust_auroc[DETECTOR|SET@ATTACK] "
+    "columns (pgd:8/255, pgd:0.5:l2; repeatable or comma-separated).",
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs of models to train [default: 50]."
@@ -110,6 +121,7 @@ def compare(
     detectors: list[str],
     ood_specs: list[str],
     defenses: list[str],
+    detector_attacks: list[str],
     epochs: int | None,
     store: Path | None,
     plots: Path | None,
@@ -132,7 +144,8 @@ def compare(
     """Compare models for clean accuracy, robust accuracy, OOD detection and squeezing detection.
 
     Prints one row per model; the columns are clean accuracy, robust accuracy per attack ×
-    eps, AUROC and FPR@95%TPR per detector × OOD set, and the squeezing detection rate.
+    eps, AUROC and FPR@95%TPR per detector × OOD set, and the squeezing detection rate;
+    --attack-detector adds the AUROC with the detectors' scores attacked on both sides.
     """
     from ..attacks import build_attack
     from ..evaluate import HEADLINE_METRICS, evaluate
@@ -147,6 +160,8 @@ def compare(
         for e in eps_list
     ]
     config = TrainConfig(seed=seed, epochs=epochs) if epochs is not None else None
+    if detector_attacks and not (detectors and ood_specs):
+        raise click.BadParameter("needs detectors and OOD sets (--detector, --ood)", param_hint="--attack-detector")
     report = evaluate(
         models,
         dataset,
@@ -154,6 +169,7 @@ def compare(
         detectors=detectors if ood_specs else [],
         ood=ood_specs if detectors else [],
         defenses=list(defenses),
+        detector_attacks=detector_attacks,
         arch=arch,
         seed=seed,
         device=select_device(device),

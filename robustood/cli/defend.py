@@ -46,6 +46,7 @@ HEADLINE = {
         for k in (
             "attack",
             "eps",
+            "adaptive",
             "threshold",
             "false_positive_rate",
             "detection_rate",
@@ -53,6 +54,7 @@ HEADLINE = {
             "squeezed_clean_accuracy",
             "robust_accuracy",
             "squeezed_robust_accuracy",
+            "misclassified_undetected",
         )
     },
     "distill": {k: k for k in ("model", "attacked_through", "attack", "eps", "clean_accuracy", "robust_accuracy")},
@@ -63,6 +65,7 @@ Examples:
   robustood defend --defense squeeze --attack fgsm --eps 2/255,8/255,32/255 --bit-depth 2 --median-window 0
   robustood defend --defense squeeze --threshold 1.0 --plots plots/
   robustood defend --defense squeeze --attack pgd --steps 20 --norm 2 --eps 0.5
+  robustood defend --defense squeeze --attack pgd --eps 8/255 --adaptive
   robustood defend --defense distill --temperature 20 --eps 8/255,32/255
 """
 
@@ -121,6 +124,12 @@ Examples:
     help="distill: most epochs of the teacher (the student trains as many).",
 )
 @columns_option()
+@click.option(
+    "--adaptive",
+    is_flag=True,
+    help="squeeze: also run each attack adaptively (fooling the classifier and the squeezers at once) "
+    "and report, next to the plain rows, detection and the share misclassified and undetected.",
+)
 @common_options
 @with_logging
 def defend(
@@ -143,6 +152,7 @@ def defend(
     temperature: float,
     epochs: int,
     columns: list[str],
+    adaptive: bool,
     dataset: str,
     data_dir: Path | None,
     no_download: bool,
@@ -165,7 +175,9 @@ def defend(
     accuracy of the undefended model and of the distilled student, the student attacked
     through its softmax (as deployed) and through its logits / T (gradient masking exposed).
     --format csv or json adds dataset, base model, the squeezers and the detection rate
-    on successful adversarial inputs only.
+    on successful adversarial inputs only. --adaptive (squeeze) adds, per attack, the
+    adaptive attack (He et al., WOOT 2017) next to the plain one, with the share of inputs
+    both misclassified and undetected.
     """
     from ..data import load_dataset
     from ..defenses import FeatureSqueezingDetector, TemperatureScaled
@@ -179,6 +191,10 @@ def defend(
     model = models[0] if models else None
     if threshold is not None and fpr is not None:
         raise click.UsageError("give either --threshold (fixed) or --fpr (calibrated), not both")
+    if adaptive and defense != "squeeze":
+        raise click.BadParameter(
+            "adapts attacks to feature squeezing; use it with --defense squeeze", param_hint="--adaptive"
+        )
     if defense == "distill" and model is not None and model.strip().lower() not in ZOO:
         raise click.BadParameter(
             "distillation trains a zoo architecture; name it with --arch (or leave it out)", param_hint="--model"
@@ -227,9 +243,13 @@ def defend(
             threshold=threshold,
             fpr=0.05 if fpr is None else fpr,
         )
+        if adaptive:
+            from ..defenses import adaptive_squeeze_attack
+
+            run["attacks"] = [*attack_objects, *(adaptive_squeeze_attack(a, detector) for a in attack_objects)]
         report = evaluate({label: net}, bundle, defenses=[detector], **run)
         name = f"squeeze({', '.join(s.name for s in detector.squeezers)})"
-        rows = squeezing_rows(report, label, specs, name)
+        rows = squeezing_rows(report, label, specs, name, adaptive=adaptive)
         if plots is not None:
             from ..plots.defenses import plot_squeezing
 
@@ -278,9 +298,14 @@ def _value(report: Report, model: str, metric: str, *, attack: str = "", eps: fl
     return hits[0]
 
 
-def squeezing_rows(report: Report, model: str, specs: Sequence[tuple[str, float]], defense: str) -> list[dict]:
+def squeezing_rows(
+    report: Report, model: str, specs: Sequence[tuple[str, float]], defense: str, *, adaptive: bool = False
+) -> list[dict]:
     """One row per attack × eps: the squeezing detector's threshold, false positives and detection rates,
-    next to the undefended accuracy and the accuracy when the squeezed input is classified."""
+    next to the undefended accuracy and the accuracy when the squeezed input is classified.
+
+    ``adaptive``: two rows per attack × eps, the plain attack and its adaptive version
+    (``adaptive-pgd-linf`` rows), each with ``misclassified_undetected``."""
     base = {
         "defense": defense,
         "threshold": _value(report, model, "threshold", detector="squeeze"),
@@ -290,9 +315,9 @@ def squeezing_rows(report: Report, model: str, specs: Sequence[tuple[str, float]
     }
     rows = []
     for name, eps in specs:
-        at = {"attack": name, "eps": eps}
-        rows.append(
-            {
+        for prefix in ("", "adaptive-") if adaptive else ("",):
+            at = {"attack": f"{prefix}{name}", "eps": eps}
+            row = {
                 "attack": name,
                 "eps": format_eps(eps),
                 **base,
@@ -303,7 +328,12 @@ def squeezing_rows(report: Report, model: str, specs: Sequence[tuple[str, float]
                 "robust_accuracy": _value(report, model, "robust_accuracy", **at),
                 "squeezed_robust_accuracy": _value(report, model, "squeezed_robust_accuracy", detector="squeeze", **at),
             }
-        )
+            if adaptive:
+                row["adaptive"] = bool(prefix)
+                row["misclassified_undetected"] = _value(
+                    report, model, "misclassified_undetected", detector="squeeze", **at
+                )
+            rows.append(row)
     return rows
 
 

@@ -21,6 +21,7 @@ from .options import (
     check_outputs,
     columns_option,
     common_options,
+    detector_attack_specs,
     detector_option,
     emit,
     load_models_option,
@@ -46,6 +47,9 @@ HEADLINE = {
     for k in (
         "detector",
         "ood_set",
+        "attack",
+        "eps",
+        "side",
         "auroc",
         "aupr_in",
         "aupr_out",
@@ -64,6 +68,7 @@ Examples:
   robustood ood
   robustood ood --detector msp --detector mahalanobis,knn --ood noise,natural,heldout:3
   robustood ood --ood adv:fgsm:2/255 --plots plots/ --save-scores scores.npz
+  robustood ood --detector maxlogit --ood noise --attack-detector pgd:2/255,pgd:8/255
 """
 
 
@@ -86,6 +91,15 @@ Examples:
     help="Write every sample's score per detector with its ID/OOD label and set (.npz or .csv).",
 )
 @columns_option()
+@click.option(
+    "--attack-detector",
+    "detector_attacks",
+    multiple=True,
+    callback=detector_attack_specs,
+    help="Attack every detector's score: ID inputs pushed to look OOD, OOD inputs to look ID "
+    "(pgd:8/255, pgd:0.5:l2, pgd:8/255:steps=40; repeatable or comma-separated). Adds rows per "
+    "side: out (only OOD attacked), in (only ID attacked), both.",
+)
 @common_options
 @with_logging
 def ood(
@@ -96,6 +110,7 @@ def ood(
     log_scale: bool,
     save_scores: Path | None,
     columns: list[str],
+    detector_attacks: list[str],
     dataset: str,
     data_dir: Path | None,
     no_download: bool,
@@ -116,9 +131,11 @@ def ood(
     Fitting detectors (mahalanobis, vim, knn, reconstruction) are fitted on the training
     split; thresholds for detection_accuracy keep 95 % of the validation split. The table
     shows the metrics; --format csv or json adds dataset, model and the sample counts.
+    With --attack-detector each clean row (side clean) is followed by its rows under each
+    attack: side out, in and both (adv:… sets are not attacked again).
     """
     from ..data import load_dataset
-    from ..evaluate import evaluate, ood_result
+    from ..evaluate import detector_attack_rows, evaluate, ood_result
     from ..utils import select_device
 
     check_outputs(out, save_scores, folders=[plots])
@@ -149,6 +166,8 @@ def ood(
         limit=limit,
         ood_size=ood_size,
         keep_scores=keep,
+        keep_inputs=save_scores is not None and save_scores.suffix.lower() == ".npz",
+        detector_attacks=detector_attacks,
         progress=progress_flag(quiet),
         data_dir=data_dir,
         download=not no_download,
@@ -158,7 +177,8 @@ def ood(
     outputs = Outputs("the detectors were scored; only writing the output failed")
     for label in nets:
         result = ood_result(report, label, keep_scores=keep)
-        rows += [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
+        model_rows = [{"dataset": bundle.info.key, "model": label, **r} for r in result.rows]
+        rows += _with_attacks(model_rows, detector_attack_rows(report, label)) if detector_attacks else model_rows
         if save_scores is not None:
             path = (
                 save_scores
@@ -174,6 +194,10 @@ def ood(
             folder = plots if len(nets) == 1 else plots / safe_name(label)
             with outputs.write():
                 written += plot_ood(result, folder, model=label, dataset=bundle.info.name, log=log_scale)
+                if detector_attacks:
+                    from ..plots.ood import plot_detector_attacks
+
+                    written += plot_detector_attacks(result, folder)
     if plots is not None:
         click.echo(f"wrote {len(written)} plots to {plots}", err=True)
     several = len(nets) > 1
@@ -181,3 +205,18 @@ def ood(
     with outputs.write():
         emit(rows, fmt, out, headline=headline, columns=columns, keys=("model", *KEYS) if several else KEYS)
     outputs.finish()
+
+
+def _with_attacks(rows: list[dict[str, Any]], attacked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each clean row (side ``clean``) followed by its rows under each detector attack (sides
+    out, in, both), carrying the clean row's dataset, model, accuracy and sample counts."""
+    from ..utils import format_eps
+
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        out.append({**r, "attack": "", "eps": "", "side": "clean"})
+        for a in attacked:
+            if (a["detector"], a["ood_set"]) == (r["detector"], r["ood_set"]):
+                extra = {k: r[k] for k in ("id_accuracy", "n_id", "n_ood") if k in r}
+                out.append({"dataset": r["dataset"], "model": r["model"], **a, "eps": format_eps(a["eps"]), **extra})
+    return out

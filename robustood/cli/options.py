@@ -140,6 +140,22 @@ def deprecated_alias(old: str, new: str, dest: str, **kwargs: Any) -> F:
     return decorate
 
 
+def detector_attack_specs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    """``--attack-detector`` values (repeatable, comma lists) checked now: ``pgd:8/255``, ``pgd:0.5:l2``."""
+    specs = [p.strip() for item in value for p in str(item).split(",")]
+    if any(not p for p in specs):
+        raise click.BadParameter("empty entry in a comma-separated list; use e.g. pgd:2/255,pgd:8/255", ctx, param)
+    if not specs:
+        return []
+    from ..detectors.attack import parse_detector_attacks  # imports torch: only when the option is given
+
+    try:
+        parse_detector_attacks(specs)
+    except RobustoodError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return specs
+
+
 def _stack(*decorators: F) -> F:
     def apply(fn: F) -> F:
         for deco in reversed(decorators):

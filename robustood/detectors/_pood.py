@@ -17,6 +17,7 @@ from pytorch_ood.api import (
     LogitsDetector,
     RequiresFittingException,
 )
+from pytorch_ood.detector import KNN as PoodKNN
 from pytorch_ood.detector import KNN as _KNN
 from pytorch_ood.detector import ODIN, EnergyBased, Mahalanobis, MaxLogit, MaxSoftmax, ViM
 from pytorch_ood.metrics import OODMetrics
@@ -33,6 +34,7 @@ __all__ = [
     "MaxLogit",
     "MaxSoftmax",
     "OODMetrics",
+    "PoodKNN",
     "RequiresFittingException",
     "ViM",
     "detector",

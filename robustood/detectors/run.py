@@ -45,19 +45,22 @@ class OODResult:
     """Tidy rows (one per detector × OOD set, plain floats) and, if kept, every sample's score.
 
     ``scores`` is ``{set: {detector: float64 array}}`` with the ID test scores under ``"id"``;
-    ``thresholds`` the per-detector thresholds calibrated on the ID validation split.
+    ``thresholds`` the per-detector thresholds calibrated on the ID validation split;
+    ``attacked`` the kept outputs of detector attacks (see :attr:`robustood.report.Report.attacked`).
     """
 
     rows: list[dict[str, Any]]
     id_accuracy: float
     thresholds: dict[str, float] = field(default_factory=dict)
     scores: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    attacked: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def save_scores(self, path: str | os.PathLike) -> Path:
-        """Write every sample's score (``.npz`` or ``.csv``), see :func:`~robustood.detectors.save_scores`."""
+        """Write every sample's score (``.npz`` or ``.csv``), see :func:`~robustood.detectors.save_scores`
+        (with the attacked scores and inputs of detector attacks where they were kept)."""
         if self.scores is None:
             raise RobustoodError("no per-sample scores were kept; call run_ood(..., keep_scores=True)")
-        return save_scores(self.scores, path)
+        return save_scores(self.scores, path, self.attacked)
 
 
 def detector_labels(detectors: Sequence[BaseDetector]) -> list[str]:

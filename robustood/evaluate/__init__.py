@@ -38,19 +38,31 @@ from ..errors import RobustoodError
 from ..report import Report, Row
 from ..store import ResultStore, provenance
 from ..utils import check_seed, select_device
-from .engine import ATTACK_METRICS, CLEAN, OOD_METRICS, Context, ModelRun, fingerprint
+from .engine import (
+    ATTACK_METRICS,
+    CLEAN,
+    DETECTOR_ATTACK_SIDES,
+    OOD_METRICS,
+    Context,
+    ModelRun,
+    fingerprint,
+    robust_metric,
+)
 from .plan import AttackPass, Plan, make_plan
 
 __all__ = [
     "ATTACK_METRICS",
     "CLEAN",
+    "DETECTOR_ATTACK_SIDES",
     "HEADLINE_METRICS",
     "OOD_METRICS",
     "AttackPass",
     "Plan",
+    "detector_attack_rows",
     "evaluate",
     "ood_result",
     "ood_rows",
+    "robust_metric",
     "run_attack",
     "run_ood",
 ]
@@ -59,6 +71,7 @@ HEADLINE_METRICS = (
     "accuracy",
     "robust_accuracy",
     "auroc",
+    "robust_auroc",
     "fpr_at_95_tpr",
     "detection_rate",
 )
@@ -144,6 +157,7 @@ def evaluate(
     detectors: Sequence[Any] = (),
     ood: Sequence[Any] | Mapping[str, Any] = (),
     defenses: Sequence[Any] = (),
+    detector_attacks: Sequence[Any] = (),
     arch: str | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -152,6 +166,7 @@ def evaluate(
     ood_size: int | None = None,
     keep: int | bool = 0,
     keep_scores: bool = False,
+    keep_inputs: bool = False,
     precision: str = "fp32",
     progress: bool | None = None,
     store: str | os.PathLike | ResultStore | None = None,
@@ -190,6 +205,11 @@ def evaluate(
         defenses: ``"squeeze"`` or a :class:`~robustood.defenses.FeatureSqueezingDetector`:
             its detection rate under every attack and its false-positive rate on clean data
             (distillation is a model: ``distill:T``).
+        detector_attacks: adaptive attacks on every detector's score (``pgd:8/255``,
+            ``pgd:0.5:l2``, ``pgd:8/255:steps=40``; :mod:`robustood.detectors.attack`): ID test
+            inputs pushed to raise their OOD score, each plain OOD set pushed to lower it; rows
+            ``robust_<metric>`` (both attacked), ``robust_in_<metric>`` (only ID),
+            ``robust_out_<metric>`` (only OOD) per detector × OOD set × attack.
         arch: zoo architecture of recipe-named models (default: the dataset's default).
         seed: seeds the data split, training, OOD sets and attacks.
         device: where every pass runs (``None`` or ``"auto"``: CUDA, then MPS, then CPU).
@@ -197,7 +217,10 @@ def evaluate(
             (default: ``limit``, else as many as the test split).
         keep: keep this many inputs (``True``: all) of each measured attack pass (clean and adversarial
             images, predictions) in :attr:`Report.attacks`; ``keep_scores``: keep every
-            input's detector scores in :attr:`Report.scores`. Either recomputes stored units.
+            input's detector scores in :attr:`Report.scores` (and the attacked scores of
+            detector attacks in :attr:`Report.attacked`); ``keep_inputs``: with
+            ``keep_scores``, keep the clean and attacked inputs of detector attacks too.
+            Either recomputes stored units.
         precision: ``fp32``, or ``bf16`` (CUDA autocast and channels-last) for every pass.
         store: a JSON-lines file (or :class:`~robustood.store.ResultStore`) of finished units;
             a rerun with the same arguments resumes from it instead of recomputing.
@@ -272,6 +295,7 @@ def evaluate(
         ood_size=ood_size if ood_size is not None else limit,
         root=data_dir,
         download=download,
+        detector_attacks=_listed(detector_attacks),
     )
     for spec in labelled.values():
         check_model_spec(spec, bundle)
@@ -294,8 +318,10 @@ def evaluate(
     # how models from outside the zoo are loaded is part of what a stored unit measured
     sources = [f"{k}={v}" for k, v in (("weights", weights), ("num_classes", num_classes),
                ("normalize", normalize), ("features", features)) if v is not None]  # fmt: skip
-    n_units = len(labelled) * (1 + len(plan.ood) + len(plan.passes))
+    n_units = len(labelled) * (1 + len(plan.ood) + len(plan.passes) + len(plan.detector_attacks))
     tracker = UnitTracker(n_units, progress)
+    if plan.detector_attacks:
+        config_record["detector_attacks"] = [a.key for a in plan.detector_attacks]
     ctx = Context(
         on_unit=tracker,
         device=dev,
@@ -307,6 +333,7 @@ def evaluate(
         keep_scores=keep_scores,
         ood_size=ood_size,
         precision=precision,
+        keep_inputs=keep_inputs,
     )
     report = Report([], {})
     model_meta: dict[str, Any] = {}
@@ -339,6 +366,8 @@ def evaluate(
             report.attacks[label] = run.attack_results
         if run.scores:
             report.scores[label] = run.scores
+        if run.attacked:
+            report.attacked[label] = run.attacked
         if run.thresholds:
             thresholds[label] = run.thresholds
     tracker.close()
@@ -560,6 +589,30 @@ def ood_rows(report: Report, model: str) -> list[dict[str, Any]]:
     return sorted(out.values(), key=lambda row: order.get(row["ood_set"], len(order)))
 
 
+def detector_attack_rows(report: Report, model: str) -> list[dict[str, Any]]:
+    """One row per detector × OOD set × detector attack × side of ``model``: ``detector``,
+    ``ood_set``, ``attack`` (``pgd-linf``), ``eps`` (float), ``side`` (``out``: only the OOD
+    inputs attacked, ``in``: only the ID inputs, ``both``) and the OOD metrics under that attack."""
+    names = {robust_metric(m, side): (m, side) for m in OOD_METRICS for side in DETECTOR_ATTACK_SIDES}
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in report.rows:
+        if r.model != model or not r.attack or r.metric not in names or not r.detector:
+            continue
+        metric, side = names[r.metric]
+        key = (r.detector, r.input_set, r.attack, r.eps, side)
+        row = out.setdefault(
+            key, {"detector": r.detector, "ood_set": r.input_set, "attack": r.attack, "eps": r.eps, "side": side}
+        )
+        row[metric] = r.value
+    sides = {s: i for i, s in enumerate(DETECTOR_ATTACK_SIDES)}
+    attacks = {k: i for i, k in enumerate(dict.fromkeys((k[2], k[3]) for k in out))}
+    cells = {k: i for i, k in enumerate(dict.fromkeys((k[0], k[1]) for k in out))}
+    return sorted(
+        out.values(),
+        key=lambda r: (attacks[(r["attack"], r["eps"])], cells[(r["detector"], r["ood_set"])], sides[r["side"]]),
+    )
+
+
 def ood_result(report: Report, model: str, *, keep_scores: bool) -> Any:
     """``model``'s OOD rows as an :class:`~robustood.detectors.OODResult` (rows, ID accuracy,
     thresholds, and the kept scores in the order the OOD sets were given)."""
@@ -573,7 +626,8 @@ def ood_result(report: Report, model: str, *, keep_scores: bool) -> Any:
         order = ["id", *report.meta.get("config", {}).get("ood", [])]
         scores = {name: kept[name] for name in order if name in kept}
     thresholds = report.meta.get("thresholds", {}).get(model, {})
-    return OODResult(rows, accuracy, dict(thresholds), scores)
+    attacked = report.attacked.get(model) if keep_scores else None
+    return OODResult(rows, accuracy, dict(thresholds), scores, attacked)
 
 
 class _CallableModule(types.ModuleType):

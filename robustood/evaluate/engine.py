@@ -19,10 +19,20 @@ from torch import nn
 from ..data import DatasetBundle
 from ..report import Row
 from ..store import ResultStore
-from .passes import CleanOutputs, attack_pass, clean_pass, score_pass
+from .passes import CleanOutputs, attack_pass, clean_pass, detector_attack_pass, score_pass
 from .plan import AttackPass, Plan
 
-__all__ = ["ATTACK_METRICS", "CLEAN", "OOD_METRICS", "Context", "ModelRun", "fingerprint", "weights_fingerprint"]
+__all__ = [
+    "ATTACK_METRICS",
+    "CLEAN",
+    "DETECTOR_ATTACK_SIDES",
+    "OOD_METRICS",
+    "Context",
+    "ModelRun",
+    "fingerprint",
+    "robust_metric",
+    "weights_fingerprint",
+]
 
 CLEAN = "test"
 """The input set name of the clean ID test split in report rows."""
@@ -46,6 +56,15 @@ log = logging.getLogger("robustood")
 
 #: ``on_unit(model label, unit name, its rows, seconds)``: called once per finished unit.
 UnitCallback = Callable[[str, str, list[Row], float], None]
+
+DETECTOR_ATTACK_SIDES = ("out", "in", "both")
+"""Which inputs a detector attack perturbs: only the OOD set, only the ID test inputs, or both."""
+
+
+def robust_metric(metric: str, side: str) -> str:
+    """The row metric of an OOD metric under a detector attack: ``robust_auroc`` (side ``both``),
+    ``robust_in_auroc`` (only ID inputs attacked), ``robust_out_auroc`` (only OOD inputs attacked)."""
+    return f"robust_{metric}" if side == "both" else f"robust_{side}_{metric}"
 
 
 def fingerprint(*parts: Any) -> str:
@@ -85,6 +104,7 @@ class Context:
     ood_size: int | None = None
     precision: str = "fp32"
     on_unit: UnitCallback | None = None
+    keep_inputs: bool = False
 
     @property
     def artifacts(self) -> bool:
@@ -106,6 +126,9 @@ class ModelRun:
         #: kept outputs of this run: attack results by pass key, per-sample scores by set
         self.attack_results: dict[str, Any] = {}
         self.scores: dict[str, dict[str, np.ndarray]] = {}
+        #: kept outputs of detector attacks: set → {"scores": {"det@attack": …}, "x": …, "x_adv": {…}}
+        self.attacked: dict[str, dict[str, Any]] = {}
+        self._ood_scores: dict[str, dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ shared state, built on first use
     def _kw(self, desc: str) -> dict[str, Any]:
@@ -219,9 +242,96 @@ class ModelRun:
                 shape=self.bundle.info.input_shape,
                 **self._kw(set_name),
             )
+            self._ood_scores[set_name] = scores
             new = self.ctx.store.put(self._unit(unit), self._ood_rows(set_name, scores))
             rows += self._finished(f"ood {set_name}", new, start)
         return rows
+
+    def _clean_ood_scores(self, set_name: str) -> dict[str, torch.Tensor]:
+        """Every detector's clean scores of an OOD set (from its OOD unit, else scored again)."""
+        if set_name not in self._ood_scores:
+            self.clean()
+            self._ood_scores[set_name] = score_pass(
+                self.model,
+                self.plan.ood[set_name],
+                detectors=self.detectors(),
+                labels=self._labels,
+                shape=self.bundle.info.input_shape,
+                **self._kw(set_name),
+            )
+        return self._ood_scores[set_name]
+
+    def detector_attack_units(self) -> list[Row]:
+        """One unit per detector attack: every detector's score attacked on the ID test inputs
+        (raised) and on each plain OOD set (lowered); AUROC … with side out, in and both."""
+        rows: list[Row] = []
+        for atk in self.plan.detector_attacks:
+            unit = f"detattack:{atk.attack!r}:{fingerprint(*self.plan.detectors, *self.plan.ood)}"
+            start = time.perf_counter()
+            if (done := self._stored(unit)) is not None:
+                rows += self._finished(f"detector attack {atk.key} (stored)", done, start)
+                continue
+            new = self.ctx.store.put(self._unit(unit), self._detector_attack(atk))
+            rows += self._finished(f"detector attack {atk.key}", new, start)
+        return rows
+
+    def _detector_attack(self, atk: Any) -> list[Row]:
+        from ..detectors import ood_metrics
+
+        c = self.clean()
+        dets = self.detectors()
+        keep = self.ctx.keep_scores
+        kw = {"keep_inputs": keep and self.ctx.keep_inputs}
+        rows: list[Row] = []
+        for d, lab in zip(dets, self._labels, strict=True):
+            name = f"{lab}@{atk.key}"
+            adv_id = detector_attack_pass(
+                self.model,
+                self.bundle.test,
+                d,
+                atk,
+                raise_score=True,
+                clean_scores=c.scores[lab],
+                **kw,
+                **self._kw(f"{name} id"),
+            )
+            if keep:
+                self._keep_attacked("id", name, adv_id)
+            for set_name, ds in self.plan.ood.items():
+                clean_ood = self._clean_ood_scores(set_name)[lab]
+                adv_ood = detector_attack_pass(
+                    self.model,
+                    ds,
+                    d,
+                    atk,
+                    raise_score=False,
+                    shape=self.bundle.info.input_shape,
+                    clean_scores=clean_ood,
+                    **kw,
+                    **self._kw(f"{name} {set_name}"),
+                )
+                if keep:
+                    self._keep_attacked(set_name, name, adv_ood)
+                pairs = {
+                    "out": (c.scores[lab], adv_ood.scores),
+                    "in": (adv_id.scores, clean_ood),
+                    "both": (adv_id.scores, adv_ood.scores),
+                }
+                for side, (s_id, s_ood) in pairs.items():
+                    m = ood_metrics(s_id, s_ood, threshold=self.thresholds.get(lab))
+                    rows += [
+                        self._row(set_name, robust_metric(k, side), m[k], atk.label, atk.eps, lab)
+                        for k in OOD_METRICS
+                        if k in m
+                    ]
+        return rows
+
+    def _keep_attacked(self, set_name: str, name: str, out: Any) -> None:
+        kept = self.attacked.setdefault(set_name, {"scores": {}, "x_adv": {}})
+        kept["scores"][name] = out.scores.double().numpy()
+        if out.x is not None:
+            kept.setdefault("x", out.x.numpy())
+            kept["x_adv"][name] = out.x_adv.numpy()
 
     def attack_units(self) -> list[Row]:
         rows: list[Row] = []
@@ -271,5 +381,5 @@ class ModelRun:
         return rows
 
     def run(self) -> list[Row]:
-        """Every unit, in report order: clean, OOD sets, attack passes."""
-        return [*self.clean_unit(), *self.ood_units(), *self.attack_units()]
+        """Every unit, in report order: clean, OOD sets, attack passes, detector attacks."""
+        return [*self.clean_unit(), *self.ood_units(), *self.attack_units(), *self.detector_attack_units()]

@@ -21,7 +21,16 @@ from ..errors import IncompatibleModelError, RobustoodError
 from .loop import batches, synchronize
 from .plan import AttackPass
 
-__all__ = ["AttackOutputs", "CleanOutputs", "SqueezeTally", "attack_pass", "clean_pass", "score_pass"]
+__all__ = [
+    "AttackOutputs",
+    "CleanOutputs",
+    "DetectorAttackOutputs",
+    "SqueezeTally",
+    "attack_pass",
+    "clean_pass",
+    "detector_attack_pass",
+    "score_pass",
+]
 
 
 class SqueezeTally:
@@ -34,6 +43,7 @@ class SqueezeTally:
     def __init__(self, detector: Any) -> None:
         self.detector = detector
         self.n = self.flagged = self.squeezed_correct = self.successful = self.flagged_successful = 0
+        self.evaded = 0
 
     def update(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, pred_clean) -> None:
         scores, squeezed_pred = self.detector.squeeze_outputs(model, x, logits)
@@ -44,6 +54,7 @@ class SqueezeTally:
         self.squeezed_correct += int((squeezed_pred == y).sum())
         self.successful += int(success.sum())
         self.flagged_successful += int((flags & success).sum())
+        self.evaded += int(((logits.argmax(1) != y) & ~flags).sum())
 
     def clean_metrics(self) -> dict[str, float]:
         """``false_positive_rate`` (clean inputs flagged), ``squeezed_clean_accuracy``, ``threshold``."""
@@ -55,11 +66,13 @@ class SqueezeTally:
 
     def attack_metrics(self) -> dict[str, float]:
         """``detection_rate`` (adversarial inputs flagged), ``detection_rate_successful`` (flagged among
-        those that turned a correct prediction wrong) and ``squeezed_robust_accuracy``."""
+        those that turned a correct prediction wrong), ``squeezed_robust_accuracy`` and
+        ``misclassified_undetected`` (inputs both misclassified and not flagged: the attacker's wins)."""
         return {
             "detection_rate": _ratio(self.flagged, self.n),
             "detection_rate_successful": _ratio(self.flagged_successful, self.successful),
             "squeezed_robust_accuracy": _ratio(self.squeezed_correct, self.n),
+            "misclassified_undetected": _ratio(self.evaded, self.n),
         }
 
 
@@ -280,3 +293,60 @@ def attack_pass(
     synchronize(device)
     result = metrics.result(time.perf_counter() - t0, precision=precision)
     return AttackOutputs(result, sink.result() if detectors else {}, tally)
+
+
+@dataclass
+class DetectorAttackOutputs:
+    """What one detector-attack pass leaves: the detector's scores ``[N]`` of the attacked
+    inputs (CPU float32), and the clean and attacked inputs when kept."""
+
+    scores: torch.Tensor
+    x: torch.Tensor | None = None
+    x_adv: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+def detector_attack_pass(
+    model: nn.Module,
+    data: Dataset,
+    detector: Any,
+    attack: Any,
+    *,
+    raise_score: bool,
+    device: torch.device,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+    shape: tuple[int, ...] | None = None,
+    keep_inputs: bool = False,
+    clean_scores: torch.Tensor | None = None,
+) -> DetectorAttackOutputs:
+    """Attack one detector's score on every batch of ``data`` (a
+    :class:`~robustood.detectors.attack.DetectorAttack`): ``raise_score`` for ID inputs, not
+    for OOD inputs.
+
+    The scores of the attacked inputs are those the attack computes for its best iterate
+    (:func:`~robustood.detectors.differentiable.differentiable_score`, equal to the
+    detector's own scores), or the clean ones where the clean input is kept; ``clean_scores``
+    (``[N]``, the detector's scores of ``data``) save the attack's forward pass at the clean
+    inputs. Random starts come from one generator seeded with the attack's ``seed`` for the pass.
+    """
+    gen = torch.Generator(device=device).manual_seed(int(attack.seed))
+    parts: list[torch.Tensor] = []
+    xs: list[torch.Tensor] = []
+    advs: list[torch.Tensor] = []
+    synchronize(device)
+    t0 = time.perf_counter()
+    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
+        clean = clean_scores[b.start : b.start + len(b)] if clean_scores is not None else None
+        x_adv, scores = attack.run(model, detector, b.x, raise_score=raise_score, generator=gen, clean_scores=clean)
+        parts.append(scores.detach().float().cpu())
+        if keep_inputs:
+            xs.append(b.x.cpu())
+            advs.append(x_adv.cpu())
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    out = DetectorAttackOutputs(torch.cat(parts) if parts else torch.empty(0), seconds=seconds)
+    if keep_inputs and xs:
+        out.x, out.x_adv = torch.cat(xs), torch.cat(advs)
+    return out

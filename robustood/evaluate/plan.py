@@ -48,6 +48,9 @@ class Plan:
     ood: Mapping[str, Dataset]
     detectors: tuple[Any, ...]
     squeeze: Any | None
+    detector_attacks: tuple[Any, ...] = ()
+    """:class:`~robustood.detectors.attack.DetectorAttack` s, each run on every detector's score,
+    on the ID test inputs (score raised) and on every plain OOD set (score lowered)."""
 
     @property
     def adv_sets(self) -> tuple[str, ...]:
@@ -131,6 +134,7 @@ def make_plan(
     ood_size: int | None,
     root: Any,
     download: bool,
+    detector_attacks: Sequence[Any] = (),
 ) -> Plan:
     """Parse and validate the arguments of :func:`~robustood.evaluate`; load the plain OOD sets."""
     from ..detectors import make_detector
@@ -157,4 +161,27 @@ def make_plan(
     squeeze = _squeezer(defenses)
     if squeeze is not None and not parsed:
         raise RobustoodError("the squeeze defense is measured under attacks; add e.g. attacks=['fgsm:2/255']")
-    return Plan(tuple(passes), plain, dets, squeeze)
+    det_attacks = _detector_attacks(detector_attacks, dets, plain, seed)
+    return Plan(tuple(passes), plain, dets, squeeze, det_attacks)
+
+
+def _detector_attacks(specs: Sequence[Any], dets: tuple[Any, ...], plain: Mapping[str, Any], seed: int):
+    """Parsed detector attacks, refused where no detector or no plain OOD set could be attacked."""
+    if not specs:
+        return ()
+    from ..detectors.attack import parse_detector_attacks
+    from ..detectors.differentiable import DIFFERENTIABLE, is_differentiable
+
+    parsed = tuple(parse_detector_attacks(list(specs), seed=seed))
+    if not dets:
+        raise RobustoodError(
+            "detector attacks need detectors and OOD sets; add e.g. detectors=['maxlogit'], ood=['noise']"
+        )
+    if not plain:
+        raise RobustoodError("detector attacks need a plain OOD set (noise, natural, heldout:K …), not only adv:… sets")
+    bad = [getattr(d, "name", repr(d)) for d in dets if not is_differentiable(d)]
+    if bad:
+        raise RobustoodError(
+            f"detector {bad[0]!r} has no differentiable score to attack; attackable: {', '.join(DIFFERENTIABLE)}"
+        )
+    return parsed

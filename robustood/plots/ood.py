@@ -25,7 +25,7 @@ from . import output_dir, save_figure, title
 if TYPE_CHECKING:
     from ..detectors.run import OODResult
 
-__all__ = ["curves_figures", "histogram_figure", "plot_ood"]
+__all__ = ["curves_figures", "histogram_figure", "plot_detector_attacks", "plot_ood"]
 
 _ID = "id"
 
@@ -125,4 +125,39 @@ def plot_ood(
         fig_roc, fig_pr = curves_figures(result, det, model=model, dataset=dataset)
         written.append(save_figure(fig_roc, directory / f"{name}_roc.png"))
         written.append(save_figure(fig_pr, directory / f"{name}_pr.png"))
+    return written
+
+
+def plot_detector_attacks(result: OODResult, directory: str | Path) -> list[Path]:
+    """Write ``<detector>_<attack>_attacked_hist.png`` per detector × detector attack: the clean
+    and attacked score histograms of the ID test inputs and of every attacked OOD set.
+
+    Needs the kept scores of a run with detector attacks (``keep_scores=True``).
+    """
+    if result.scores is None or not result.attacked:
+        raise RobustoodError("attacked-score plots need a run with detector attacks and keep_scores=True")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sets = [s for s in result.attacked if s != _ID]
+    names = list(result.attacked.get(_ID, {}).get("scores", {}))
+    written: list[Path] = []
+    for name in names:
+        det = name.split("@", 1)[0]
+        pairs = [("ID (test)", result.scores[_ID][det], result.attacked[_ID]["scores"][name])]
+        pairs += [(s, result.scores[s][det], result.attacked[s]["scores"][name]) for s in sets]
+        everything = np.concatenate([np.concatenate([c, a]) for _, c, a in pairs])
+        everything = everything[np.isfinite(everything)]
+        lo, hi = (float(everything.min()), float(everything.max())) if everything.size else (0.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+        fig, axes = plt.subplots(len(pairs), 1, figsize=(6, 2.2 * len(pairs)), sharex=True, squeeze=False)
+        for ax, (label, clean, attacked) in zip(axes[:, 0], pairs, strict=True):
+            ax.hist(clean, bins=bins, alpha=0.55, density=True, label=f"{label}: clean")
+            ax.hist(attacked, bins=bins, alpha=0.55, density=True, label=f"{label}: attacked")
+            if det in result.thresholds:
+                ax.axvline(result.thresholds[det], color="black", lw=1, ls="--")
+            ax.set_ylabel("density")
+            ax.legend(fontsize=7)
+        axes[-1, 0].set_xlabel(f"{det} score (higher = more OOD)")
+        axes[0, 0].set_title(f"{name}: ID pushed up, OOD pushed down")
+        written.append(save_figure(fig, directory / f"{_slug(name)}_attacked_hist.png"))
     return written
