@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import RobustoodError
-from ..names import ATTACKS, BACKENDS, PRECISIONS
+from ..names import ATTACK_ALIASES, ATTACKS, BACKENDS, PRECISIONS
 from ..utils import atomic_path, format_eps, parse_eps
 from .app import main
 from .options import EpsList, common_options, emit, load_model_option, progress_flag, with_logging
@@ -26,6 +26,7 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
     names = [p.strip().lower() for p in str(value).split(",")]
     if not names or any(not n for n in names):
         raise click.BadParameter(f"{value!r}: use comma-separated attacks such as fgsm,pgd")
+    names = [ATTACK_ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
         raise click.BadParameter(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(ATTACKS)}")
@@ -120,7 +121,7 @@ Examples:
     default="fgsm,pgd",
     show_default=True,
     callback=_attacks,
-    help=f"Comma-separated attacks: {', '.join(ATTACKS)}.",
+    help=f"Comma-separated attacks: {', '.join(ATTACKS)} (aa = autoattack).",
 )
 @click.option(
     "--eps",
@@ -131,7 +132,12 @@ Examples:
     help="Budget(s) in [0, 1] pixel units, comma-separated for an accuracy-vs-eps table (0,1/255,2/255).",
 )
 @click.option("--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True, help="Perturbation norm.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Iterations [default: 10; ddn 100].")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Iterations [default: 10; ddn, apgd-*, fab-t, autoattack 100; square 5000 queries].",
+)
 @click.option(
     "--step-size",
     callback=_step_size,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..names import ATTACKS
+from ..names import ATTACK_ALIASES, ATTACKS
 from ..report import write_rendered
 from .app import main
 from .options import (
@@ -48,6 +48,7 @@ def _attacks(ctx: click.Context, param: click.Parameter, value: str) -> list[str
     names = [v.strip().lower() for v in value.split(",")]
     if names == ["none"]:
         return []
+    names = [ATTACK_ALIASES.get(n, n) for n in names]
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
         raise click.BadParameter(f"unknown attack {unknown[0]!r}; known attacks: {', '.join(ATTACKS)}", ctx, param)
