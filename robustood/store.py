@@ -30,11 +30,14 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = Path(path) if path is not None else None
         self._done: dict[str, list[Row]] = {}
+        self._extra: dict[str, dict[str, Any]] = {}
         if self.path is not None and self.path.exists():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
                     self._done[rec["unit"]] = [_row(d) for d in rec["rows"]]
+                    if isinstance(rec.get("extra"), dict):
+                        self._extra[rec["unit"]] = rec["extra"]
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a torn line from an interrupted write: that unit is recomputed
 
@@ -47,12 +50,21 @@ class ResultStore:
     def __len__(self) -> int:
         return len(self._done)
 
-    def put(self, unit: str, rows: Iterable[Row]) -> list[Row]:
+    def extra(self, unit: str) -> dict[str, Any] | None:
+        """What was stored with a unit's rows beyond them (e.g. per-sample verdicts), if anything."""
+        return self._extra.get(unit)
+
+    def put(self, unit: str, rows: Iterable[Row], extra: dict[str, Any] | None = None) -> list[Row]:
         rows = list(rows)
         self._done[unit] = rows
+        if extra is not None:
+            self._extra[unit] = extra
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            line = json.dumps({"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]})
+            record: dict[str, Any] = {"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]}
+            if extra is not None:
+                record["extra"] = extra
+            line = json.dumps(record)
             with open(self.path, "ab+") as f:
                 if f.tell() > 0:
                     f.seek(-1, os.SEEK_END)

@@ -213,6 +213,7 @@ def attack(
     norms and the wall time.
     """
     from ..attacks import build_attack
+    from ..attacks.masking import masking_warnings
     from ..data import load_dataset
     from ..evaluate import evaluate
     from ..utils import select_device
@@ -269,4 +270,4 @@ def attack(
 
         written = plot_attacks(results, plots, class_names=bundle.info.class_names)
         click.echo(f"wrote {len(written)} plots to {plots}", err=True)
-    emit(rows, fmt, out, headline=HEADLINE)
+    emit(rows, fmt, out, headline=HEADLINE, notes=[str(w) for w in masking_warnings(report.rows)])

@@ -190,7 +190,14 @@ def compare(
         data_dir=data_dir,
         download=not no_download,
     )
-    emit(report.wide(None if all_metrics else HEADLINE_METRICS), fmt, out)
+    from ..attacks.masking import masking_warnings
+
+    emit(
+        report.wide(None if all_metrics else HEADLINE_METRICS),
+        fmt,
+        out,
+        notes=[str(w) for w in masking_warnings(report.rows)],
+    )
     if report_path is not None:
         write_rendered(report.to_json(), report_path)
         click.echo(f"wrote {report_path}", err=True)

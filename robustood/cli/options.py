@@ -166,13 +166,21 @@ def emit(
     fmt: str,
     out: Path | None,
     headline: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> None:
     """Render rows and print them, or write them atomically to ``out``.
 
     With ``headline`` (header → row key, see :func:`headline_rows`) the ``table`` and
     ``markdown`` formats show only those columns; ``csv`` and ``json`` keep every column.
+    ``notes`` (e.g. gradient-masking warnings) follow a ``table`` or ``markdown`` table; with
+    ``csv`` and ``json`` they go to stderr, so the output stays machine-readable.
     """
     text = render(headline_rows(rows, headline) if headline is not None and fmt in ("table", "markdown") else rows, fmt)
+    if notes and fmt in ("table", "markdown"):
+        text += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
+    elif notes:
+        for n in notes:
+            click.echo(f"note: {n}", err=True)
     if out is None:
         click.echo(text, nl=False)
     else:
