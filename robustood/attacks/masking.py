@@ -107,7 +107,7 @@ def masking_warnings(rows: Iterable[Any]) -> list[MaskingWarning]:
                     model,
                     "zero_gradient",
                     f"{zero:.0%} of the checked inputs have an all-zero input gradient: gradient attacks "
-                    "cannot move them, so their robust accuracy is an upper bound. Attack the logits rather "
+                    "cannot move them, so their robust accuracy is an upper bound. Try: attack the logits rather "
                     "than probabilities (for distill:T the model already outputs logits), and trust the "
                     "black-box Square attack (autoattack runs it) over FGSM/PGD here.",
                 )
@@ -118,7 +118,7 @@ def masking_warnings(rows: Iterable[Any]) -> list[MaskingWarning]:
                     model,
                     "randomised",
                     "two identical forward passes gave different outputs: the model is randomised (dropout "
-                    "left on, random input transforms). One attack run measures one random draw; evaluate in "
+                    "left on, random input transforms). One attack run measures one random draw. Try: evaluate in "
                     "eval mode, or average gradients over draws (EOT) and report the worst case over repeats.",
                 )
             )
@@ -128,7 +128,7 @@ def masking_warnings(rows: Iterable[Any]) -> list[MaskingWarning]:
                     model,
                     "probabilities",
                     "the outputs look like probabilities (non-negative, rows summing to 1), not logits: "
-                    "cross-entropy on them saturates and hides gradients. Remove the final softmax and attack "
+                    "cross-entropy on them saturates and hides gradients. Try: remove the final softmax and attack "
                     "the logits; the DLR loss of apgd-dlr / apgd-t is scale-invariant but still needs logits.",
                 )
             )
@@ -139,8 +139,8 @@ def masking_warnings(rows: Iterable[Any]) -> list[MaskingWarning]:
                         model,
                         "black_box",
                         f"at eps {_fmt_eps(r.eps)}, the black-box Square attack broke {r.value:.1%} of the inputs "
-                        "that every gradient attack failed on: the gradients mislead (masking). Trust the worst "
-                        "case (autoattack), and look for saturated softmax, non-differentiable or randomised "
+                        "that every gradient attack failed on: the gradients mislead (masking). Try: trust the "
+                        "worst case (autoattack), look for saturated softmax, non-differentiable or randomised "
                         "layers; try more Square queries or an adaptive attack.",
                     )
                 )
@@ -158,7 +158,7 @@ def masking_warnings(rows: Iterable[Any]) -> list[MaskingWarning]:
                             "eps_not_monotone",
                             f"{attack}: robust accuracy rises from {v0:.4f} at eps {_fmt_eps(e0)} to {v1:.4f} at "
                             f"eps {_fmt_eps(e1)}; a larger budget cannot help the model, so the attack is failing "
-                            "(gradient masking or too few steps). Use more steps or restarts, apgd-ce / "
+                            "(gradient masking or too few steps). Try: more steps or restarts, apgd-ce / "
                             "autoattack, and report the worst case.",
                         )
                     )
