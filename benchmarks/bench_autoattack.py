@@ -123,9 +123,8 @@ def main() -> None:
         f"clean accuracy {float(clean.double().mean()):.4f}, torch threads {torch.get_num_threads()}"
     )
     print(render(rows, "table"), end="")
-    print(
-        f"per-sample verdict agreement: {agree:.4f} ({int((robust['robustood'] != robust['pyautoattack']).sum())} differ)"
-    )
+    differ = int((robust["robustood"] != robust["pyautoattack"]).sum())
+    print(f"per-sample verdict agreement: {agree:.4f} ({differ} differ)")
 
 
 if __name__ == "__main__":
