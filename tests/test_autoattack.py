@@ -7,6 +7,7 @@ version (the same on both sides): they check the algorithm, not its strength.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -269,3 +270,30 @@ def test_warnings_read_off_the_rows():
     assert sorted(w.code for w in warnings) == ["black_box", "eps_not_monotone", "randomised"]
     assert all(w.model == "m" for w in warnings)
     assert all(" Try: " in w.message for w in warnings)  # each says what to try
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_runs_autoattack_and_its_members(runner, checkpoint, tmp_path):
+    from robustood.cli import main
+
+    common = ["--model", str(checkpoint), "--quiet", "--device", "cpu", "--limit", "16", "--steps", "3"]
+    args = ["attack", "--attack", "aa", "--eps", "0.3", *common, "--format", "json"]
+    result = runner.invoke(main, [*args, "--save-adv", str(tmp_path / "adv.npz"), "--plots", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["attack"] == "autoattack-linf" and row["linf_max"] <= 0.3 + 1e-6
+    assert (tmp_path / "adv.npz").is_file() and list((tmp_path / "p").glob("*.png"))
+    result = runner.invoke(main, ["attack", "--attack", "apgd-ce,square", "--eps", "0.1", *common])
+    assert result.exit_code == 0, result.output
+    assert [ln.split()[0] for ln in result.stdout.splitlines()[2:4]] == ["apgd-ce-linf", "square-linf"]
+    compare = ["compare", "-m", str(checkpoint), "--attack", "apgd-ce,square", "--eps", "0.1", "--detector", "none"]
+    compare += ["--limit", "16", "--steps", "3", "-q", "--device", "cpu", "--format", "json"]
+    result = runner.invoke(main, compare)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    worst = row["robust_accuracy[worst@0.1]"]
+    assert worst <= min(row["robust_accuracy[apgd-ce-linf@0.1]"], row["robust_accuracy[square-linf@0.1]"])
+    result = runner.invoke(main, ["attack", "--attack", "apgd-x", "--eps", "0.1", *common])
+    assert result.exit_code == 2 and "unknown attack" in result.output
