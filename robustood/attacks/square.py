@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .apgd import draw_seed
+from .apgd import compact_every, draw_seed
 from .base import Attack, AttackOutput
 
 __all__ = ["Square", "p_selection", "square"]
@@ -162,13 +162,18 @@ def _single_run(
     out = x_best.clone()
     idx = torch.arange(x.shape[0], device=x.device)
     eps2 = (eps * torch.ones((), device=x.device)) ** 2
+    # L∞ draws do not depend on the batch, so finished inputs may leave every few queries (one
+    # synchronisation each, on CUDA); L2 draws one sign per running input, so they leave at once.
+    every = compact_every(x.device) if linf else 1
     for i_iter in range(n_queries):
-        active = margin_min > 0.0
-        if not bool(active.all()):  # finished inputs leave (as in the reference, every query)
-            out[idx[~active]] = x_best[~active]
-            idx, x, y, x_best, margin_min, loss_min = (t[active] for t in (idx, x, y, x_best, margin_min, loss_min))
-            if idx.numel() == 0:
-                break
+        if i_iter % every == 0:
+            active = margin_min > 0.0
+            if not bool(active.all()):  # finished inputs leave (the reference drops them at every query)
+                out[idx[~active]] = x_best[~active]
+                idx, x, y, x_best, margin_min, loss_min = (t[active] for t in (idx, x, y, x_best, margin_min, loss_min))
+                if idx.numel() == 0:
+                    break
+        running = margin_min > 0.0 if every > 1 else None
         p = p_selection(p_init, i_iter, n_queries)
         if linf:
             s = min(max(round(math.sqrt(p * n_features / c)), 1), min(h, w))
@@ -207,8 +212,12 @@ def _single_run(
             x_new = torch.clamp(x + _normalize(delta) * eps, 0.0, 1.0)
         margin = _margin(model, x_new, y)
         improved = margin < loss_min  # the margin loss is the margin itself
+        if running is not None:  # finished inputs not yet out of the batch stay as they are
+            improved &= running
         loss_min = torch.where(improved, margin, loss_min)
         improved = improved | (margin <= 0.0)
+        if running is not None:
+            improved &= running
         margin_min = torch.where(improved, margin, margin_min)
         x_best = torch.where(improved.view(-1, 1, 1, 1), x_new, x_best)
     out[idx] = x_best
