@@ -138,8 +138,9 @@ def masking_warnings(rows: Iterable[Any]) -> list[MaskingWarning]:
                     MaskingWarning(
                         model,
                         "black_box",
-                        f"at eps {_fmt_eps(r.eps)}, the black-box Square attack broke {r.value:.1%} of the inputs "
-                        "that every gradient attack failed on: the gradients mislead (masking). Try: trust the "
+                        f"at eps {_fmt_eps(r.eps)} ({r.attack}), the black-box Square attack broke {r.value:.1%} "
+                        "of all inputs where every gradient attack had failed: the gradients mislead (masking). "
+                        "Try: trust the "
                         "worst case (autoattack), look for saturated softmax, non-differentiable or randomised "
                         "layers; try more Square queries or an adaptive attack.",
                     )
