@@ -297,3 +297,29 @@ def test_cli_runs_autoattack_and_its_members(runner, checkpoint, tmp_path):
     assert worst <= min(row["robust_accuracy[apgd-ce-linf@0.1]"], row["robust_accuracy[square-linf@0.1]"])
     result = runner.invoke(main, ["attack", "--attack", "apgd-x", "--eps", "0.1", *common])
     assert result.exit_code == 2 and "unknown attack" in result.output
+
+
+def test_the_cuda_schedule_gives_the_cpu_verdicts(frozen, correct, monkeypatch):
+    """On CUDA finished inputs leave every 8 iterations and FAB checks without a graph (no synchronisation per
+    iteration); the verdicts are those of the CPU schedule (leave at once, fused FAB passes)."""
+    import robustood.attacks.apgd as apgd_module
+    import robustood.attacks.fab as fab_module
+    import robustood.attacks.square as square_module
+
+    x, y = correct[0][:60], correct[1][:60]
+    runs = {}
+    for schedule in ("cpu", "cuda"):
+        if schedule == "cuda":
+            for module in (apgd_module, fab_module, square_module):
+                monkeypatch.setattr(module, "compact_every", lambda device: 8)
+            monkeypatch.setattr(fab_module, "fuse_passes", lambda device: False)
+        runs[schedule] = (
+            apgd(frozen, x, y, eps=0.1, n_iter=20, seed=1)[1],
+            apgd(frozen, x, y, eps=0.1, n_iter=10, loss="dlr-targeted", n_target_classes=3, seed=1)[1],
+            fab_targeted(frozen, x, y, eps=0.1, n_iter=10, n_target_classes=3)[1],
+            square(frozen, x, y, eps=0.1, n_queries=100, seed=1),
+        )
+    cpu, cuda = runs["cpu"], runs["cuda"]
+    for a, b in zip(cpu[:3], cuda[:3], strict=True):
+        assert torch.equal(a, b) and 0 < int(a.sum()) < len(y)
+    assert torch.equal(cpu[3][1], cuda[3][1]) and torch.equal(cpu[3][0], cuda[3][0])  # Square L∞: the same points

@@ -141,6 +141,12 @@ def _norm(v: torch.Tensor, norm: float) -> torch.Tensor:
     return flat.abs().amax(1) if math.isinf(norm) else flat.pow(2).sum(-1).sqrt()
 
 
+def fuse_passes(device: torch.device) -> bool:
+    """Whether the check pass keeps its graph so that it may also give the next gradient: on the CPU
+    (the choice needs the number of stepped-back inputs, a synchronisation elsewhere)."""
+    return device.type == "cpu"
+
+
 def fab_run(
     model: nn.Module,
     x: torch.Tensor,
@@ -197,7 +203,7 @@ def fab_run(
             a1, a2 = a0[:bs], a0[-bs:]
             alpha = torch.clamp(torch.clamp(a1 / (a1 + a2), min=0.0), max=alpha_max)
             x1 = ((x1 + eta * d1) * (1 - alpha) + (im2 + d2 * eta) * alpha).clamp(0.0, 1.0)
-        fused = dev.type == "cpu"  # CPU: the check's forward pass may also give the next gradient
+        fused = fuse_passes(dev)
         im = x1.detach().requires_grad_(fused)
         with torch.set_grad_enabled(fused):
             logits = model(im)
