@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "ATTACKS",
+    "ATTACK_ALIASES",
     "BACKENDS",
     "DEFAULT_DETECTORS",
     "DEFAULT_OOD",
@@ -21,7 +22,8 @@ __all__ = [
     "ZOO",
 ]
 
-ATTACKS = ("fgsm", "bim", "pgd", "ddn")
+ATTACKS = ("fgsm", "bim", "pgd", "ddn", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "autoattack")
+ATTACK_ALIASES = {"aa": "autoattack"}
 BACKENDS = ("native", "art")
 PRECISIONS = ("fp32", "bf16")
 DETECTORS = (

@@ -35,6 +35,7 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = Path(path).expanduser() if path is not None else None
         self._done: dict[str, list[Row]] = {}
+        self._extra: dict[str, dict[str, Any]] = {}
         if self.path is not None:
             self._read(self.path)
 
@@ -58,6 +59,8 @@ class ResultStore:
             try:
                 rec = json.loads(raw.decode("utf-8"))
                 self._done[rec["unit"]] = [_row(d) for d in rec["rows"]]
+                if isinstance(rec.get("extra"), dict):
+                    self._extra[rec["unit"]] = rec["extra"]
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                 # a torn line from an interrupted write is expected and silently recomputed;
                 # anything else (another program's file, damaged bytes) is worth a warning
@@ -79,13 +82,22 @@ class ResultStore:
     def __len__(self) -> int:
         return len(self._done)
 
-    def put(self, unit: str, rows: Iterable[Row]) -> list[Row]:
-        """Record a finished unit (appended to the file at once); a failed write is a
-        :class:`~robustood.errors.WriteError` that says the earlier units are kept."""
+    def extra(self, unit: str) -> dict[str, Any] | None:
+        """What was stored with a unit's rows beyond them (e.g. per-sample verdicts), if anything."""
+        return self._extra.get(unit)
+
+    def put(self, unit: str, rows: Iterable[Row], extra: dict[str, Any] | None = None) -> list[Row]:
+        """Record a finished unit (appended to the file at once), with ``extra`` data beside its rows;
+        a failed write is a :class:`~robustood.errors.WriteError` that says the earlier units are kept."""
         rows = list(rows)
         self._done[unit] = rows
+        if extra is not None:
+            self._extra[unit] = extra
         if self.path is not None:
-            line = json.dumps({"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]})
+            record: dict[str, Any] = {"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]}
+            if extra is not None:
+                record["extra"] = extra
+            line = json.dumps(record)
             try:
                 _append(self.path, (line + "\n").encode("utf-8"))
             except OSError as exc:

@@ -156,7 +156,7 @@ def test_resume_after_a_crash_recomputes_nothing_already_written(digits, digits_
     args = {**ARGS, "defenses": []}
     full = evaluate({"m": digits_model}, digits, store=path, **args)
     lines = path.read_text().splitlines()
-    assert len(lines) == 4  # clean, noise, fgsm (with the adv OOD set), pgd
+    assert len(lines) == 6  # clean, noise, fgsm (with the adv OOD set), pgd, the worst case at 8/255, masking checks
     # a crash while writing the third unit: two finished units and a torn line stay on disk
     path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
     calls = []
@@ -174,7 +174,7 @@ def test_resume_after_a_crash_recomputes_nothing_already_written(digits, digits_
         (r.metric, r.attack, r.detector, r.input_set, r.value) for r in rep.rows if r.metric not in timing
     )
     assert pick(resumed) == pick(full)
-    assert len(ResultStore(path)) == 4
+    assert len(ResultStore(path)) == 6
     calls.clear()
     evaluate({"m": digits_model}, digits, store=path, **args)
     assert calls == []  # everything is on disk now

@@ -79,7 +79,7 @@ def test_quickstart_digits(example_env, tmp_path):
     assert list(rows) == ["plain", "adv:fgsm:8/255"]
     for cells in rows.values():
         values = numbers(cells)
-        assert len(values) == 7  # accuracy, AUROC, FPR95, robust accuracy under 4 attacks
+        assert len(values) == 8  # accuracy, AUROC, FPR95, robust accuracy under 4 attacks, their worst case at 8/255
         assert all(0.0 <= v <= 1.0 for v in values)
     assert "FGSM at 8/255: robust accuracy" in proc.stdout
     assert sorted(p.name for p in plots.glob("*.png")) == ["ood_auroc.png", "robust_accuracy_vs_eps.png"]
@@ -111,7 +111,7 @@ def test_study_on_digits(example_env, tmp_path):
         assert len(numbers(cells)) == 5  # accuracy, 2 × robust accuracy, AUROC, FPR95
     assert "max-logit AUROC vs noise" in proc.stdout
     stored = store.read_bytes()
-    assert stored.count(b"\n") == 4 * 4  # per model: the clean pass, one OOD set, two attacks
+    assert stored.count(b"\n") == 4 * 5  # per model: the clean pass, one OOD set, two attacks, masking checks
 
     # A rerun with the same store resumes: the same table, and no unit computed (or written) again.
     again = run_example("cifar10_study.py", *args, "--store", str(store), env=example_env, cwd=tmp_path)

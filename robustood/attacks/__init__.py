@@ -1,4 +1,5 @@
-"""Adversarial attacks: FGSM, BIM, PGD (ART's update rule, native or through ART) and DDN.
+"""Adversarial attacks: FGSM, BIM, PGD (ART's update rule, native or through ART), DDN, and
+AutoAttack (APGD-CE, APGD-DLR, APGD-T, FAB-T, Square; the reference's algorithms, natively).
 
 ``build_attack(name, eps=...)`` or ``parse_attack_spec("pgd:8/255")`` gives a frozen
 :class:`Attack`; call it as ``attack(model, x, y) -> x_adv`` with images in [0, 1], and
@@ -7,7 +8,8 @@ a dataset through one attack and measures it; :class:`AttackMetrics` is its accu
 
 Layers (each module imports only those above it): ``base`` (the :class:`Attack` base
 class, targets, the model-state guard), one module per family (``gradient``: FGSM / BIM /
-PGD; ``ddn``), ``_art`` (the only module importing ART, loaded on first use), then
+PGD; ``ddn``; ``apgd``, ``fab``, ``square`` and ``autoattack``), ``masking`` (gradient-masking
+checks), ``_art`` (the only module importing ART, loaded on first use), then
 ``registry`` and ``metrics``.
 
 >>> from robustood.attacks import build_attack          # doctest: +SKIP
@@ -18,19 +20,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .apgd import APGD
+from .autoattack import AutoAttack
 from .base import TARGET_MODES, Attack, AttackOutput, attack_mode, resolve_target_class
 from .ddn import DDN
+from .fab import FAB
 from .gradient import GradientAttack
 from .metrics import AttackMetrics, AttackResult, AttackSamples
 from .registry import ATTACKS, BACKENDS, AttackInfo, build_attack, parse_attack_spec
+from .square import Square
 
 if TYPE_CHECKING:
     from ._art import ARTAttack
 
 __all__ = [
+    "APGD",
     "ATTACKS",
     "BACKENDS",
     "DDN",
+    "FAB",
     "TARGET_MODES",
     "ARTAttack",
     "Attack",
@@ -39,7 +47,9 @@ __all__ = [
     "AttackOutput",
     "AttackResult",
     "AttackSamples",
+    "AutoAttack",
     "GradientAttack",
+    "Square",
     "attack_mode",
     "build_attack",
     "parse_attack_spec",

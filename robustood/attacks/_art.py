@@ -4,7 +4,8 @@ Three things live here, each converting tensors to NumPy and back once:
 
 - :func:`art_generate` runs an :class:`~robustood.attacks.base.Attack` with ART's own
   ``FastGradientMethod``, ``ProjectedGradientDescent`` and ``BasicIterativeMethod``
-  (``backend="art"``; the reference the native gradient attacks are tested against);
+  (``backend="art"``; the reference the native gradient attacks are tested against), and
+  ``AutoProjectedGradientDescent`` (apgd-ce, apgd-dlr) and ``SquareAttack`` (square);
 - :class:`DecoupledDirectionNorm`, DDN as an ART ``EvasionAttack`` (ART has none);
 - :class:`ARTAttack`, which adapts any ready ART evasion attack object to robustood's
   ``attack(model, x, y) -> x_adv`` interface.
@@ -19,7 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from art.attacks.attack import EvasionAttack
-from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
+from art.attacks.evasion import (
+    AutoProjectedGradientDescent,
+    BasicIterativeMethod,
+    FastGradientMethod,
+    ProjectedGradientDescent,
+    SquareAttack,
+)
 from art.estimators.classification import PyTorchClassifier
 from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin
@@ -83,6 +90,30 @@ def _art_attack(attack: Attack, estimator: PyTorchClassifier, batch_size: int, s
             targeted=targeted,
             batch_size=batch_size,
             seed=seed,
+        )
+    if attack.name in ("apgd-ce", "apgd-dlr"):  # ART's step starts at eps_step: given the reference's 2·eps
+        return AutoProjectedGradientDescent(
+            estimator,
+            norm=norm,
+            eps=attack.eps,
+            eps_step=2 * attack.eps,
+            max_iter=attack.steps,
+            targeted=False,
+            nb_random_init=getattr(attack, "restarts", 1),
+            batch_size=batch_size,
+            loss_type="cross_entropy" if attack.name == "apgd-ce" else "difference_logits_ratio",
+            verbose=False,
+        )
+    if attack.name == "square":
+        return SquareAttack(
+            estimator,
+            norm=norm,
+            max_iter=attack.steps,
+            eps=attack.eps,
+            p_init=getattr(attack, "p_init", 0.8),
+            nb_restarts=getattr(attack, "restarts", 1),
+            batch_size=batch_size,
+            verbose=False,
         )
     raise RobustoodError(f"attack {attack.name!r} has no ART backend")
 

@@ -41,11 +41,13 @@ class AttackOutput(NamedTuple):
     """What one attack call produces: adversarial images ``B×C×H×W`` in [0, 1], the target
     classes ``[B]`` of a targeted attack (else ``None``), and per sample the first iteration
     (0 = the start point) whose iterate was adversarial, ``-1`` if none was (``None`` where
-    the backend cannot tell)."""
+    the backend cannot tell); for an ensemble such as AutoAttack, ``broken_by`` gives per
+    sample the position of the member attack that broke it (``-1``: none), else ``None``."""
 
     x_adv: torch.Tensor
     target: torch.Tensor | None
     first_success: torch.Tensor | None
+    broken_by: torch.Tensor | None = None
 
 
 def parse_norm(norm: str | float) -> float:
@@ -285,7 +287,7 @@ class Attack(ABC):
                     out = art_generate(self, model, x, y, target, generator)
                 else:
                     out = self._run(model, x, y, target, generator)
-        return AttackOutput(out.x_adv.detach(), target, out.first_success)
+        return AttackOutput(out.x_adv.detach(), target, out.first_success, out.broken_by)
 
     def __call__(
         self,

@@ -154,6 +154,8 @@ class AttackMetrics:
         self._tracked_any = False
         self._kept: dict[str, list[np.ndarray]] = {}
         self._have_kept = 0
+        self._robust: list[torch.Tensor] = []
+        self._broken_by: list[torch.Tensor] = []
 
     def update(
         self,
@@ -186,6 +188,9 @@ class AttackMetrics:
             sums["drop"] += (p - p_adv).double().sum()
             sums["linf"] += linf.sum()
             sums["l2"] += l2.sum()
+            self._robust.append(pred_adv == y)
+            if out.broken_by is not None:
+                self._broken_by.append(out.broken_by)
             sums["linf_max"] = torch.maximum(sums["linf_max"], linf.max())
             sums["l2_max"] = torch.maximum(sums["l2_max"], l2.max())
             if out.first_success is not None:
@@ -209,6 +214,17 @@ class AttackMetrics:
                 ):
                     self._kept.setdefault(key, []).append(arr[:m].detach().cpu().numpy())
                 self._have_kept += m
+
+    def robust_flags(self) -> torch.Tensor:
+        """Per input, in order: whether the adversarial input is still classified correctly (CPU bool)."""
+        if not self._robust:
+            return torch.zeros(0, dtype=torch.bool)
+        return torch.cat(self._robust).cpu()
+
+    def broken_by(self) -> torch.Tensor | None:
+        """Per input, the position of the ensemble member that broke it (``-1``: none; ``None`` for a
+        single attack), e.g. AutoAttack's APGD-CE 0, APGD-T 1, FAB-T 2, Square 3."""
+        return torch.cat(self._broken_by).cpu() if self._broken_by else None
 
     def result(self, seconds: float, *, precision: str = "fp32") -> AttackResult:
         """The measurements so far (one host synchronisation); ``seconds`` is the caller's wall time."""

@@ -15,11 +15,15 @@ from typing import Any
 from ..errors import RobustoodError
 from ..spec import as_bool, as_float, as_int, parse_spec
 from ..utils import check_seed, parse_eps
+from .apgd import APGD
+from .autoattack import AutoAttack
 from .base import Attack, _check_targeted, norm_label, parse_norm, resolve_target_class
 from .ddn import DDN
+from .fab import FAB
 from .gradient import GradientAttack
+from .square import Square
 
-__all__ = ["ATTACKS", "BACKENDS", "AttackInfo", "build_attack", "parse_attack_spec"]
+__all__ = ["ALIASES", "ATTACKS", "BACKENDS", "AttackInfo", "build_attack", "parse_attack_spec"]
 
 BACKENDS = ("native", "art")
 
@@ -36,6 +40,8 @@ class AttackInfo:
     default_steps: int
     random_start: bool
     paper: str
+    options: tuple[str, ...] = ()
+    art: bool = True
 
 
 ATTACKS: dict[str, AttackInfo] = {
@@ -77,10 +83,75 @@ ATTACKS: dict[str, AttackInfo] = {
             False,
             "Rony et al., CVPR 2019, https://arxiv.org/abs/1811.09600",
         ),
+        AttackInfo(
+            "apgd-ce",
+            APGD,
+            "Auto-PGD on the cross-entropy: step size from 2·eps halved at checkpoints, momentum 0.75",
+            (math.inf, 2.0),
+            100,
+            True,
+            "Croce & Hein, ICML 2020, https://arxiv.org/abs/2003.01690",
+            ("restarts",),
+        ),
+        AttackInfo(
+            "apgd-dlr",
+            APGD,
+            "Auto-PGD on the difference-of-logits-ratio loss (invariant to the logits' scale)",
+            (math.inf, 2.0),
+            100,
+            True,
+            "Croce & Hein, ICML 2020, https://arxiv.org/abs/2003.01690",
+            ("restarts",),
+        ),
+        AttackInfo(
+            "apgd-t",
+            APGD,
+            "Auto-PGD on the targeted DLR loss against the 9 most likely wrong classes in turn",
+            (math.inf, 2.0),
+            100,
+            True,
+            "Croce & Hein, ICML 2020, https://arxiv.org/abs/2003.01690",
+            ("restarts", "n_target_classes"),
+            False,
+        ),
+        AttackInfo(
+            "fab-t",
+            FAB,
+            "targeted Fast Adaptive Boundary attack: projections on the linearised boundary, 9 target classes",
+            (math.inf, 2.0),
+            100,
+            False,
+            "Croce & Hein, ICML 2020, https://arxiv.org/abs/1907.02044",
+            ("n_target_classes",),
+            False,
+        ),
+        AttackInfo(
+            "square",
+            Square,
+            "Square Attack: black-box random search with square updates (no gradients), 5000 queries",
+            (math.inf, 2.0),
+            5000,
+            True,
+            "Andriushchenko et al., ECCV 2020, https://arxiv.org/abs/1912.00049",
+            ("restarts", "p_init"),
+        ),
+        AttackInfo(
+            "autoattack",
+            AutoAttack,
+            "AutoAttack (standard): APGD-CE, APGD-T, FAB-T, then Square on the inputs still robust",
+            (math.inf, 2.0),
+            100,
+            True,
+            "Croce & Hein, ICML 2020, https://arxiv.org/abs/2003.01690",
+            ("n_queries", "n_target_classes", "p_init"),
+            False,
+        ),
     )
 }
 
-_KW = {"gamma", "init_norm", "class_names"}
+ALIASES = {"aa": "autoattack"}
+
+_KW = {"gamma", "init_norm", "class_names", "restarts", "n_target_classes", "n_queries", "p_init"}
 
 
 def build_attack(
@@ -104,7 +175,11 @@ def build_attack(
     ``random_start`` applies to PGD only. ``targeted``: ``None``, a class index or name
     (names need ``class_names=...`` here or :meth:`Attack.with_class_names`),
     ``"random"`` or ``"least-likely"``. ``backend``: ``"native"`` (default, fast) or
-    ``"art"``. DDN also takes ``gamma`` (norm update, 0.05) and ``init_norm`` (1.0).
+    ``"art"``. DDN also takes ``gamma`` (norm update, 0.05) and ``init_norm`` (1.0). The
+    AutoAttack family (``apgd-ce``, ``apgd-dlr``, ``apgd-t``, ``fab-t``, ``square``,
+    ``autoattack`` or ``aa``) takes ``restarts``, ``n_target_classes``, ``n_queries``
+    (Square's ``steps``) and ``p_init`` where they apply; their ``steps`` default to the
+    reference's 100 iterations (Square: 5,000 queries).
     A ready ART evasion attack object passed as ``name`` is wrapped as it is.
 
     Raises :class:`RobustoodError` for unknown names, bad budgets or unsupported norms.
@@ -116,6 +191,7 @@ def build_attack(
             return ARTAttack(name)  # type: ignore[return-value]
         raise RobustoodError(f"an attack is a registry name ({', '.join(ATTACKS)}) or an ART evasion attack object")
     key = name.strip().lower()
+    key = ALIASES.get(key, key)
     if key not in ATTACKS:
         raise RobustoodError(f"unknown attack {name!r}; known attacks: {', '.join(ATTACKS)}")
     info = ATTACKS[key]
@@ -148,6 +224,15 @@ def build_attack(
     init_norm = _number(kw.get("init_norm", 1.0), "init_norm")
     if not 0 < gamma < 1 or init_norm <= 0:
         raise RobustoodError(f"ddn needs 0 < gamma < 1 and init_norm > 0, got gamma={gamma}, init_norm={init_norm}")
+    extra = _extra_options(key, info, kw)
+    if key == "square" and kw.get("n_queries") is not None:
+        n_steps = _integer(kw["n_queries"], "n_queries", "a positive integer")
+        if n_steps < 1:
+            raise RobustoodError(f"n_queries must be a positive integer, got {kw['n_queries']}")
+    if backend == "art" and not info.art:
+        raise RobustoodError(f"attack {key} has no ART backend; use backend native")
+    if info.options and tgt is not None:
+        raise RobustoodError(f"attack {key} is not given a target; apgd-t and fab-t choose their own target classes")
     return info.cls(
         name=key,
         eps=eps_v,
@@ -160,15 +245,42 @@ def build_attack(
         seed=check_seed(_integer(seed, "seed")),
         gamma=gamma,
         init_norm=init_norm,
+        **extra,
     )
+
+
+def _extra_options(key: str, info: AttackInfo, kw: dict[str, Any]) -> dict[str, Any]:
+    """The options of the AutoAttack family (``restarts``, ``n_target_classes``, ``n_queries``, ``p_init``)."""
+    given = {k: kw[k] for k in ("restarts", "n_target_classes", "n_queries", "p_init") if kw.get(k) is not None}
+    if key == "square":
+        given.pop("n_queries", None)  # Square's queries are its steps
+    unknown = set(given) - set(info.options)
+    if unknown:
+        known = ", ".join(info.options) or "none"
+        raise RobustoodError(f"attack {key} takes no option {', '.join(sorted(unknown))}; its options: {known}")
+    extra: dict[str, Any] = {}
+    for k, v in given.items():
+        if k == "p_init":
+            p = _number(v, "p_init")
+            if not 0 < p <= 1:
+                raise RobustoodError(f"p_init must be in (0, 1], got {v}")
+            extra[k] = p
+        else:
+            n = _integer(v, k, "a positive integer")
+            if n < 1:
+                raise RobustoodError(f"{k} must be a positive integer, got {v}")
+            extra[k] = n
+    return extra
 
 
 def parse_attack_spec(spec: str, **defaults: Any) -> Attack:
     """Build an attack from text ``NAME:EPS[:NORM][:key=value…]`` (the grammar of :mod:`robustood.spec`).
 
     Examples: ``fgsm:2/255``, ``pgd:8/255``, ``pgd:0.5:l2``, ``pgd:8/255:steps=20:step_size=1/255``,
-    ``fgsm:8/255:targeted=least-likely``, ``ddn:1:l2:gamma=0.1``. Keys: ``steps``, ``step_size``,
-    ``random_start``, ``targeted``, ``backend``, ``gamma``, ``init_norm``, ``seed``. ``defaults``
+    ``fgsm:8/255:targeted=least-likely``, ``ddn:1:l2:gamma=0.1``, ``autoattack:8/255``,
+    ``square:0.5:l2:n_queries=1000``. Keys: ``steps``, ``step_size``, ``random_start``,
+    ``targeted``, ``backend``, ``gamma``, ``init_norm``, ``seed``, and for the AutoAttack family
+    ``restarts``, ``n_target_classes``, ``n_queries``, ``p_init``. ``defaults``
     are keyword arguments of :func:`build_attack` that the spec does not set (e.g. ``backend``,
     ``seed``). Raises :class:`RobustoodError` naming the spec and the option for bad input.
     """
@@ -200,6 +312,10 @@ _READERS = {
     "gamma": lambda v, k, s: as_float(v, k, s, minimum=0.0, maximum=1.0, open_min=True),
     "init_norm": lambda v, k, s: as_float(v, k, s, minimum=0.0, open_min=True),
     "seed": as_int,
+    "restarts": lambda v, k, s: as_int(v, k, s, minimum=1),
+    "n_target_classes": lambda v, k, s: as_int(v, k, s, minimum=1),
+    "n_queries": lambda v, k, s: as_int(v, k, s, minimum=1),
+    "p_init": lambda v, k, s: as_float(v, k, s, minimum=0.0, maximum=1.0, open_min=True),
 }
 
 

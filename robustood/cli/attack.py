@@ -160,6 +160,7 @@ def attack(
     per second; --format csv or json adds dataset, model, eps as a number, n, the maximum
     norms and the wall time.
     """
+    from ..attacks.masking import masking_warnings
     from ..data import load_dataset
     from ..evaluate import evaluate
     from ..utils import select_device
@@ -237,7 +238,15 @@ def attack(
     several = len(nets) > 1
     headline = {"model": "model", **HEADLINE} if several else HEADLINE
     with outputs.write():
-        emit(rows, fmt, out, headline=headline, columns=columns, keys=("model", *KEYS) if several else KEYS)
+        emit(
+            rows,
+            fmt,
+            out,
+            headline=headline,
+            columns=columns,
+            keys=("model", *KEYS) if several else KEYS,
+            notes=[str(w) for w in masking_warnings(report.rows)],
+        )
     outputs.finish()
 
 

@@ -184,6 +184,8 @@ def compare(
         image_size=source.image_size,
         **source.resolve_kwargs(),
     )
+    from ..attacks.masking import masking_warnings
+
     kept = f"; its units are kept in {store}, so a rerun only writes" if store is not None else ""
     outputs = Outputs(f"the evaluation finished{kept}; only writing the output failed")
     with outputs.write():
@@ -194,6 +196,7 @@ def compare(
             columns=columns,
             keys=("model",),
             transpose=True,
+            notes=[str(w) for w in masking_warnings(report.rows)],
         )
     if report_path is not None:
         with outputs.write():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import RobustoodError, WriteError
-from ..names import ATTACKS, BACKENDS, DETECTORS, PRECISIONS, ZOO
+from ..names import ATTACK_ALIASES, ATTACKS, BACKENDS, DETECTORS, PRECISIONS, ZOO
 from ..report import FORMATS, render, write_rendered
 from ..utils import parse_eps, parse_eps_list
 
@@ -58,6 +58,7 @@ def list_option(
     item: Callable[[str], Any] | None = None,
     default: Sequence[str] = (),
     lower: bool = True,
+    aliases: Mapping[str, str] | None = None,
     allow_none: bool = False,
     metavar: str | None = None,
     help: str = "",
@@ -69,7 +70,8 @@ def list_option(
     ``what`` names one item in messages (``attack``); ``choices`` are the known names
     (unknown ones are refused with the list); ``item`` converts and checks one item
     (raise ``click.BadParameter`` or :class:`~robustood.errors.RobustoodError`); ``lower``
-    lower-cases names first; ``allow_none`` makes ``none`` mean the empty list. The command
+    lower-cases names first; ``aliases`` maps other spellings to a name (``aa`` →
+    ``autoattack``); ``allow_none`` makes ``none`` mean the empty list. The command
     receives a ``list``. One line adds a new list option::
 
         @list_option("--attack-detector", "attack_detectors", what="detector", choices=DETECTORS)
@@ -88,6 +90,7 @@ def list_option(
                 given = ", ".join(map(repr, value))
                 raise click.BadParameter(f"empty {what} in {given}: give comma-separated {what}s{hint}", ctx, param)
             key = part.lower() if lower else part
+            key = (aliases or {}).get(key, key)
             if choices is not None and key not in choices:
                 raise click.BadParameter(f"unknown {what} {part!r}; known {what}s: {', '.join(choices)}", ctx, param)
             if item is not None:
@@ -395,6 +398,7 @@ def emit(
     columns: Sequence[str] = (),
     keys: Sequence[str] = (),
     transpose: bool = False,
+    notes: Sequence[str] = (),
 ) -> None:
     """Render rows and print them, or write them atomically to ``out``.
 
@@ -403,6 +407,8 @@ def emit(
     (the ``keys`` columns that name a row are always kept); ``csv`` and ``json`` keep every
     column. A table wider than the terminal is wrapped into blocks that repeat ``keys``, or
     with ``transpose`` (a comparison matrix) shown one metric per line, one column per model.
+    ``notes`` (e.g. gradient-masking warnings) follow a ``table`` or ``markdown`` table; with
+    ``csv`` and ``json`` they go to stderr, so the output stays machine-readable.
     """
     from ..report import match_columns
 
@@ -420,6 +426,11 @@ def emit(
         elif headline is not None:
             shown = headline_rows(rows, headline)
     text = render(shown, fmt, keys=keys, transpose=transpose)
+    if notes and fmt in ("table", "markdown"):
+        text += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
+    elif notes:
+        for n in notes:
+            click.echo(f"note: {n}", err=True)
     if out is None:
         click.echo(text, nl=False)
     else:
@@ -541,9 +552,17 @@ def eps_option(default: str = "2/255", help: str = "Budget(s) in [0, 1] pixel un
 
 def attack_option(default: Sequence[str] = ("fgsm", "pgd"), *, allow_none: bool = False, help: str = "") -> F:
     """``--attack``: attack names (repeatable or comma-separated)."""
-    text = help or f"Attack(s): {', '.join(ATTACKS)}{' (none: no attack)' if allow_none else ''}."
+    aliases = ", ".join(f"{a} = {n}" for a, n in ATTACK_ALIASES.items())
+    text = help or f"Attack(s): {', '.join(ATTACKS)} ({aliases}){'; none: no attack' if allow_none else ''}."
     return list_option(
-        "--attack", "attack_names", what="attack", choices=ATTACKS, default=default, allow_none=allow_none, help=text
+        "--attack",
+        "attack_names",
+        what="attack",
+        choices=ATTACKS,
+        aliases=ATTACK_ALIASES,
+        default=default,
+        allow_none=allow_none,
+        help=text,
     )
 
 

@@ -241,6 +241,11 @@ def evaluate(
     Returns:
         A :class:`~robustood.report.Report`: tidy rows ``(model, input_set, attack, eps,
         metric, value, detector)``, provenance in ``meta``, and the kept per-sample outputs.
+        With two or more attacks at one eps, rows of attack ``worst`` give the per-sample worst
+        case (``robust_accuracy[worst@EPS]``: robust only if every attack at that eps failed);
+        with attacks, rows ``zero_gradient_share``, ``output_change``, ``probability_outputs``
+        give the gradient-masking checks and ``meta["warnings"]`` what they point to
+        (:mod:`robustood.attacks.masking`).
 
     Raises:
         RobustoodError: bad specs (listing the valid ones), models that do not fit the
@@ -375,6 +380,11 @@ def evaluate(
     report.meta["models"] = model_meta
     if thresholds:
         report.meta["thresholds"] = thresholds
+    from ..attacks.masking import masking_warnings
+
+    warnings = masking_warnings(report.rows)
+    if warnings:
+        report.meta["warnings"] = [w.as_dict() for w in warnings]
     return report
 
 

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -333,24 +334,86 @@ class ModelRun:
             kept.setdefault("x", out.x.numpy())
             kept["x_adv"][name] = out.x_adv.numpy()
 
+    def check_unit(self) -> list[Row]:
+        """The gradient-masking checks on the model (one batch of clean test inputs), when attacks are measured."""
+        if not self.plan.measured:
+            return []
+        unit = "checks"
+        if (rows := self._stored(unit)) is not None:
+            return rows
+        from ..attacks.masking import model_checks
+        from .loop import batches
+
+        b = next(iter(batches(self.bundle.test, batch_size=min(self.ctx.batch_size, 256), device=self.ctx.device)))
+        checks = model_checks(self.model, b.x, b.y)
+        return self.ctx.store.put(self._unit(unit), [self._row(CLEAN, k, v) for k, v in checks.items()])
+
+    def _attack_unit(self, p: AttackPass) -> str:
+        dets = tuple(self.plan.detectors) if p.adv_sets else ()
+        return f"attack:{p.attack!r}:{fingerprint(p.measured, list(p.adv_sets), *dets, self.plan.squeeze or '')}"
+
     def attack_units(self) -> list[Row]:
         rows: list[Row] = []
+        flags: dict[str, torch.Tensor] = {}
         for p in self.plan.passes:
             squeeze = self.plan.squeeze is not None and p.measured
-            dets = tuple(self.plan.detectors) if p.adv_sets else ()
-            unit = f"attack:{p.attack!r}:{fingerprint(p.measured, list(p.adv_sets), *dets, self.plan.squeeze or '')}"
+            unit = self._attack_unit(p)
             start = time.perf_counter()
             if (done := self._stored(unit)) is not None:
                 rows += self._finished(f"{p.key} (stored)", done, start)
+                extra = self.ctx.store.extra(self._unit(unit))
+                if p.measured and extra is not None and "robust" in extra:
+                    flags[p.key] = unpack_flags(extra["robust"], int(extra["n"]))
                 continue
-            rows += self._finished(p.key, self.ctx.store.put(self._unit(unit), self._attack(p, squeeze)), start)
+            new, robust = self._attack(p, squeeze)
+            extra = None
+            if p.measured and robust is not None:
+                flags[p.key] = robust
+                extra = {"robust": pack_flags(robust), "n": int(robust.numel())}
+            rows += self._finished(p.key, self.ctx.store.put(self._unit(unit), new, extra), start)
+        return rows + self.worst_units(flags)
+
+    def worst_units(self, flags: dict[str, torch.Tensor]) -> list[Row]:
+        """Per eps (and norm) with two or more measured attacks: the worst case over them, sample by
+        sample (``robust_accuracy`` of attack ``worst``: an input counts as robust only if it
+        survives every attack run at that eps), and ``black_box_only``, the share of inputs only
+        the black-box Square attack broke."""
+        from ..attacks.base import norm_label
+
+        groups: dict[tuple[float, float], list[AttackPass]] = {}
+        for p in self.plan.measured:
+            groups.setdefault((float(getattr(p.attack, "norm", math.inf)), float(p.attack.eps)), []).append(p)
+        norms_at = {}
+        for norm, eps in groups:
+            norms_at.setdefault(eps, set()).add(norm)
+        rows: list[Row] = []
+        for (norm, eps), passes in groups.items():
+            if len({p.key for p in passes}) < 2:
+                continue
+            label = "worst" if len(norms_at[eps]) == 1 else f"worst-{norm_label(norm)}"
+            unit = f"worst:{fingerprint(*(self._attack_unit(p) for p in passes))}"
+            if (done := self._stored(unit)) is not None:
+                rows += done
+                continue
+            masks = []
+            for p in passes:
+                if p.key not in flags:  # stored by an older version, without its verdicts: measure again
+                    new, robust = self._attack(p, self.plan.squeeze is not None)
+                    flags[p.key] = robust
+                    extra = {"robust": pack_flags(robust), "n": int(robust.numel())}
+                    self.ctx.store.put(self._unit(self._attack_unit(p)), new, extra)
+                masks.append(flags[p.key])
+            robust = torch.stack(masks).all(0)
+            new = [self._row(CLEAN, "robust_accuracy", float(robust.double().mean()), label, eps)]
+            black = [m for p, m in zip(passes, masks, strict=True) if getattr(p.attack, "name", "") == "square"]
+            white = [m for p, m in zip(passes, masks, strict=True) if getattr(p.attack, "name", "") != "square"]
+            if black and white:
+                only = torch.stack(white).all(0) & ~torch.stack(black).all(0)
+                new.append(self._row(CLEAN, "black_box_only", float(only.double().mean()), label, eps))
+            rows += self.ctx.store.put(self._unit(unit), new)
         return rows
 
-    def n_units(self) -> int:
-        """How many units :meth:`run` finishes (clean, one per OOD set, one per attack pass)."""
-        return 1 + len(self.plan.ood) + len(self.plan.passes)
-
-    def _attack(self, p: AttackPass, squeeze: bool) -> list[Row]:
+    def _attack(self, p: AttackPass, squeeze: bool) -> tuple[list[Row], torch.Tensor | None]:
         c = self.clean()
         dets = self.detectors() if p.adv_sets else []
         out = attack_pass(
@@ -371,6 +434,11 @@ class ModelRun:
         if p.measured:
             self.attack_results[p.key] = result
             rows += [self._row(CLEAN, m, getattr(result, m), attack, eps) for m in ATTACK_METRICS]
+            if out.broken_by is not None and getattr(p.attack, "name", "") == "autoattack":
+                from ..attacks.autoattack import STANDARD
+
+                share = float((out.broken_by == STANDARD.index("square")).double().mean())
+                rows.append(self._row(CLEAN, "black_box_only", share, attack, eps))
         if out.squeeze is not None:
             rows += [self._row(CLEAN, k, v, attack, eps, SQUEEZE) for k, v in out.squeeze.attack_metrics().items()]
         for set_name in p.adv_sets:
@@ -378,8 +446,26 @@ class ModelRun:
             if self.ctx.ood_size is not None:
                 scores = {lab: s[: self.ctx.ood_size] for lab, s in scores.items()}
             rows += self._ood_rows(set_name, scores)
-        return rows
+        return rows, out.robust
 
     def run(self) -> list[Row]:
-        """Every unit, in report order: clean, OOD sets, attack passes, detector attacks."""
-        return [*self.clean_unit(), *self.ood_units(), *self.attack_units(), *self.detector_attack_units()]
+        """Every unit, in report order: clean, OOD sets, attack passes, worst cases, detector attacks,
+        the masking checks."""
+        return [
+            *self.clean_unit(),
+            *self.ood_units(),
+            *self.attack_units(),
+            *self.detector_attack_units(),
+            *self.check_unit(),
+        ]
+
+
+def pack_flags(flags: torch.Tensor) -> str:
+    """Per-sample booleans as hexadecimal text (for the store)."""
+    return np.packbits(flags.cpu().numpy().astype(np.uint8)).tobytes().hex()
+
+
+def unpack_flags(text: str, n: int) -> torch.Tensor:
+    """The inverse of :func:`pack_flags`."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n]
+    return torch.from_numpy(bits.astype(bool))

@@ -231,6 +231,8 @@ class AttackOutputs:
     result: Any
     scores: dict[str, torch.Tensor] = field(default_factory=dict)
     squeeze: SqueezeTally | None = None
+    robust: torch.Tensor | None = None
+    broken_by: torch.Tensor | None = None
 
 
 def attack_pass(
@@ -292,7 +294,7 @@ def attack_pass(
                 tally.update(model, out.x_adv, b.y, logits_adv, logits.argmax(1))
     synchronize(device)
     result = metrics.result(time.perf_counter() - t0, precision=precision)
-    return AttackOutputs(result, sink.result() if detectors else {}, tally)
+    return AttackOutputs(result, sink.result() if detectors else {}, tally, metrics.robust_flags(), metrics.broken_by())
 
 
 @dataclass
