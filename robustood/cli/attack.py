@@ -161,14 +161,11 @@ def attack(
     norms and the wall time.
     """
     from ..attacks.masking import masking_warnings
-    from ..data import load_dataset
     from ..evaluate import evaluate
     from ..utils import select_device
 
     check_outputs(out, save_adv, folders=[plots])
-    bundle = load_dataset(
-        dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
-    ).with_num_classes(source.num_classes)
+    bundle = source.load_dataset(dataset, data_dir=data_dir, no_download=no_download, seed=seed)
     # validate every attack before any model is trained or loaded
     attacks = build_attacks(
         attack_names,

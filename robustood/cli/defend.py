@@ -179,7 +179,6 @@ def defend(
     adaptive attack (He et al., WOOT 2017) next to the plain one, with the share of inputs
     both misclassified and undetected.
     """
-    from ..data import load_dataset
     from ..defenses import FeatureSqueezingDetector, TemperatureScaled
     from ..evaluate import evaluate
     from ..resolve import distilled_pretrained
@@ -200,9 +199,7 @@ def defend(
             "distillation trains a zoo architecture; name it with --arch (or leave it out)", param_hint="--model"
         )
     check_outputs(out, folders=[plots])
-    bundle = load_dataset(
-        dataset, root=data_dir, download=not no_download, seed=seed, image_size=source.image_size
-    ).with_num_classes(source.num_classes)
+    bundle = source.load_dataset(dataset, data_dir=data_dir, no_download=no_download, seed=seed)
     attack_objects = build_attacks(
         attack_names,
         eps_list,

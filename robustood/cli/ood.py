@@ -134,15 +134,12 @@ def ood(
     With --attack-detector each clean row (side clean) is followed by its rows under each
     attack: side out, in and both (adv:… sets are not attacked again).
     """
-    from ..data import load_dataset
     from ..evaluate import detector_attack_rows, evaluate, ood_result
     from ..utils import select_device
 
     check_outputs(out, save_scores, folders=[plots])
     heldout = next((int(s.split(":", 1)[1]) for s in ood_specs if s.lower().startswith("heldout:")), 0)
-    bundle = load_dataset(
-        dataset, root=data_dir, download=not no_download, heldout=heldout, seed=seed, image_size=source.image_size
-    ).with_num_classes(source.num_classes)
+    bundle = source.load_dataset(dataset, data_dir=data_dir, no_download=no_download, seed=seed, heldout=heldout)
     dev = select_device(device)
     nets = load_models_option(
         models,

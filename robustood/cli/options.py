@@ -213,6 +213,15 @@ class ModelSource:
     feature_layer: str | None = None
     image_size: int | None = None
 
+    def load_dataset(self, name: str, *, data_dir: Path | None, no_download: bool, seed: int, heldout: int = 0):
+        """``--dataset`` loaded at ``--image-size``, with ``--num-classes`` where given."""
+        from ..data import load_dataset
+
+        bundle = load_dataset(
+            name, root=data_dir, download=not no_download, heldout=heldout, seed=seed, image_size=self.image_size
+        )
+        return bundle.with_num_classes(self.num_classes)
+
     def resolve_kwargs(self) -> dict[str, Any]:
         """The keywords of :func:`robustood.resolve.resolve_model` and :func:`robustood.evaluate`."""
         return {
