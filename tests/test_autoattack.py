@@ -157,6 +157,44 @@ def test_verdicts_agree_with_the_reference(frozen, correct, name, norm, eps):
     assert size.max() <= eps * (1 + 1e-5) and x_adv.min() >= 0 and x_adv.max() <= 1
 
 
+@pytest.fixture(scope="module")
+def adversarially_trained(digits, tmp_path_factory):
+    """A digits CNN trained with PGD at eps 0.1 (so that a real share of inputs is robust at 0.1),
+    and 100 of its correctly classified test inputs."""
+    from robustood.data import stack_dataset
+    from robustood.resolve import resolve_model
+    from robustood.train import TrainConfig
+
+    model, _ = resolve_model(
+        "adv:pgd:0.1",
+        digits,
+        seed=0,
+        cache=tmp_path_factory.mktemp("adv"),
+        config=TrainConfig(epochs=15, seed=0),
+        progress=False,
+    )
+    model.eval()
+    x, y = stack_dataset(digits.test)
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+    return model, x[ok][:100], y[ok][:100]
+
+
+@pytest.mark.parametrize("name", ["apgd-ce", "apgd-t", "autoattack"])
+def test_verdicts_agree_with_the_reference_on_an_adversarially_trained_model(adversarially_trained, name):
+    """The same agreement on a model trained against PGD, where many more inputs survive."""
+    pytest.importorskip("pyautoattack")
+    model, x, y = adversarially_trained
+    eps, norm = 0.1, math.inf
+    seed = draw_seed(torch.Generator().manual_seed(0), x.device)
+    n_iter, n_queries = (8 if name == "autoattack" else 15), 150
+    ref = _robust(model, _reference(name, model, x, y, eps, norm, seed, n_iter, n_queries), y)
+    ours = _robust(model, _ours(name, model, x, y, eps, norm, seed, n_iter, n_queries), y)
+    assert 0 < int(ours.sum()) < len(y)
+    assert (ours == ref).float().mean() >= 0.99
+    assert abs(ours.float().mean() - ref.float().mean()) <= 0.005
+
+
 def test_apgd_t_tries_at_most_the_classes_there_are(frozen, correct):
     x, y = correct
     eps, seed = 0.1, 5
