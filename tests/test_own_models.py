@@ -214,6 +214,17 @@ def test_hub_offline_without_a_directory_is_clear(digits):
         ro.resolve.resolve_model("hub:nocolon", digits)
 
 
+def test_hub_without_a_network_is_an_environment_fault(runner, monkeypatch):
+    """A GitHub hub model that cannot be fetched is the environment's fault (exit code 1), not the input's."""
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("It looks like there is no internet connection and the repo could not be found")
+
+    monkeypatch.setattr(torch.hub, "load", offline)
+    result = runner.invoke(main, ["attack", "-m", "hub:owner/repo:entry", "--attack", "fgsm", *CPU])
+    assert result.exit_code == 1 and "no internet connection" in result.output and "Traceback" not in result.output
+
+
 # --------------------------------------------------------------------------- optional sources
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import IncompatibleModelError, RobustoodError
+from ..errors import EnvironmentFault, IncompatibleModelError, RobustoodError
 from ..utils import cache_dir
 
 __all__ = [
@@ -182,7 +182,7 @@ def _torchvision(name: str, *, num_classes: int, weights, cache) -> tuple[nn.Mod
         try:
             model = torchvision.models.get_model(key, weights=w)
         except Exception as exc:  # network errors come in many types
-            raise RobustoodError(f"cannot download torchvision weights {w}: {type(exc).__name__}: {exc}") from None
+            raise EnvironmentFault(f"cannot download torchvision weights {w}: {type(exc).__name__}: {exc}") from None
         tf = w.transforms()
         meta.update(weights=str(w), normalize=(tuple(tf.mean), tuple(tf.std)))
         return model, meta
@@ -190,6 +190,13 @@ def _torchvision(name: str, *, num_classes: int, weights, cache) -> tuple[nn.Mod
     load_weights(model, path, f"torchvision:{key} with {num_classes} classes")
     meta["weights"] = str(path)
     return model, meta
+
+
+def _offline(exc: BaseException) -> bool:
+    """Whether a loading error is the network's (exit code 1), not a wrong name (exit code 2)."""
+    import urllib.error
+
+    return isinstance(exc, (OSError, urllib.error.URLError)) or "internet" in str(exc).lower()
 
 
 def _hub(repo: str, entry: str, *, num_classes: int, weights, cache) -> tuple[nn.Module, dict[str, Any]]:
@@ -206,7 +213,7 @@ def _hub(repo: str, entry: str, *, num_classes: int, weights, cache) -> tuple[nn
             model = torch.hub.load(repo, entry, source="github", trust_repo=True, **kw)
     except Exception as exc:  # hub entry points raise anything; the message says what went wrong
         where = f"local hub directory {local}" if source == "local" else f"GitHub repository {repo}"
-        raise RobustoodError(
+        raise (EnvironmentFault if _offline(exc) else RobustoodError)(
             f"cannot load {entry!r} from the {where}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             + ("" if source == "local" else " (offline? give a local directory holding hubconf.py instead)")
         ) from None
@@ -252,7 +259,7 @@ def _robustbench(dataset: str, threat: str, name: str, *, num_classes: int, weig
             warnings.simplefilter("ignore")
             model = rb_load(model_name=name, dataset=dataset, threat_model=threat, model_dir=str(model_dir))
     except Exception as exc:  # unknown names raise ValueError/KeyError, downloads anything
-        raise RobustoodError(
+        raise (EnvironmentFault if _offline(exc) else RobustoodError)(
             f"RobustBench cannot load {name!r} ({dataset}, {threat}): {type(exc).__name__}: {str(exc)[:200]}; "
             f"offline, put the checkpoint at {model_dir / dataset / threat / (name + '.pt')}"
         ) from None
