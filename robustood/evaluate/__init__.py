@@ -194,8 +194,10 @@ def evaluate(
             ``Dataset`` of ``(image, label)`` pairs or a ``DataLoader`` over one, evaluated as
             the test split (see :meth:`DatasetBundle.from_tensors`, :meth:`DatasetBundle.from_datasets`).
         attacks: attack specs ``NAME:EPS[:NORM][:key=value]`` (``fgsm:2/255``, ``pgd:8/255``,
-            ``pgd:0.5:l2``, ``ddn:1``) or attack objects (:func:`robustood.attacks.build_attack`,
-            a wrapped ART attack); eps in [0, 1] pixel units, used exactly as given.
+            ``pgd:0.5:l2``, ``ddn:1``, ``autoattack:8/255`` or ``aa:8/255``, ``apgd-ce:8/255``,
+            ``apgd-t:8/255``, ``fab-t:8/255``, ``square:8/255``) or attack objects
+            (:func:`robustood.attacks.build_attack`, a wrapped ART attack); eps in [0, 1] pixel
+            units, used exactly as given.
         detectors: OOD detector names (``msp``, ``maxlogit``, ``energy``, ``odin``,
             ``mahalanobis``, ``vim``, ``knn``, ``reconstruction`` …) or detector objects.
         ood: OOD sets (``noise``, ``gaussian``, ``natural``, ``heldout:K``, a dataset name,
