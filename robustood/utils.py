@@ -328,6 +328,23 @@ def check_writable(target: str | os.PathLike, *, directory: bool = False, append
 
 
 @contextlib.contextmanager
+def _reported_as(shown: Path) -> Iterator[None]:
+    """Re-raise a failed write in the block as one :class:`~robustood.errors.WriteError` naming
+    ``shown``; errors that are not about writing pass through unchanged."""
+    from .errors import WriteError
+
+    try:
+        yield
+    except WriteError:
+        raise
+    except Exception as exc:
+        reason = _write_reason(exc)
+        if reason is None:
+            raise
+        raise WriteError(shown, reason) from None
+
+
+@contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield the path a writer should write ``target`` through; on success it becomes ``target``.
 
@@ -344,15 +361,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     real, direct = write_target(target)
     shown = Path(os.fspath(target)).expanduser()
     if direct:
-        try:
+        with _reported_as(shown):
             yield real
-        except WriteError:
-            raise
-        except Exception as exc:
-            reason = _write_reason(exc)
-            if reason is None:
-                raise
-            raise WriteError(shown, reason) from None
         return
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
@@ -366,16 +376,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise WriteError(shown, _write_reason(exc) or str(exc)) from None
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, mode)
-        os.replace(tmp_path, real)
-    except WriteError:
-        raise
-    except Exception as exc:
-        reason = _write_reason(exc)
-        if reason is None:
-            raise
-        raise WriteError(shown, reason) from None
+        with _reported_as(shown):
+            yield tmp_path
+            os.chmod(tmp_path, mode)
+            os.replace(tmp_path, real)
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
