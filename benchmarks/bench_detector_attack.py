@@ -21,21 +21,16 @@ Prints medians over ``--repeats`` interleaved runs (after one warm-up) and ratio
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch.utils.data import TensorDataset
 
-from robustood.data import DatasetInfo
 from robustood.detectors import fit_detectors, make_detector
 from robustood.detectors.attack import parse_detector_attack
 from robustood.evaluate.passes import detector_attack_pass
 from robustood.inference import iter_batches
-from robustood.models import ZOO, build_model
 from robustood.report import render
-from robustood.utils import select_device
 
-from _timing import median_seconds
+from _timing import cifar_args, cifar_model, median_seconds
 
 EPS, STEPS = 8 / 255, 10
 
@@ -54,19 +49,8 @@ def plain_pgd(score, x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto …")
-    parser.add_argument("--model", default=None, choices=list(ZOO), help="[default: small_cnn on CPU, resnet18 on GPU]")
-    parser.add_argument("--n", type=int, default=1000, help="images attacked")
-    parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-
-    device = select_device(args.device)
-    arch = args.model or ("small_cnn" if device.type == "cpu" else "resnet18")
-    info = DatasetInfo("bench", (3, 32, 32), tuple(str(i) for i in range(10)), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    torch.manual_seed(0)
-    model = build_model(arch, info).to(device).eval()
+    args = cifar_args(__doc__.splitlines()[0], n=1000, n_help="images attacked")
+    model, arch, device = cifar_model(args.model, args.device)
     for p in model.parameters():
         p.requires_grad_(False)  # both sides take input gradients only
     gen = torch.Generator().manual_seed(0)

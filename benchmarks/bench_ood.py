@@ -19,36 +19,21 @@ Prints medians over ``--repeats`` runs (after one warm-up) and ratios to ``forwa
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from pytorch_ood.detector import EnergyBased, MaxLogit, MaxSoftmax
 from torch.utils.data import TensorDataset
 
-from robustood.data import DatasetBundle, DatasetInfo
+from robustood.data import DatasetBundle
 from robustood.evaluate import run_ood
 from robustood.inference import iter_batches
-from robustood.models import ZOO, build_model
 from robustood.report import render
-from robustood.utils import select_device
 
-from _timing import median_seconds
+from _timing import CIFAR_INFO, cifar_args, cifar_model, median_seconds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto …")
-    parser.add_argument("--model", default=None, choices=list(ZOO), help="[default: small_cnn on CPU, resnet18 on GPU]")
-    parser.add_argument("--n", type=int, default=2000, help="ID test + OOD images (half each), plus n/10 validation")
-    parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-
-    device = select_device(args.device)
-    arch = args.model or ("small_cnn" if device.type == "cpu" else "resnet18")
-    info = DatasetInfo("bench", (3, 32, 32), tuple(str(i) for i in range(10)), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    torch.manual_seed(0)
-    model = build_model(arch, info).to(device).eval()
+    args = cifar_args(__doc__.splitlines()[0], n=2000, n_help="ID test + OOD images (half each), plus n/10 validation")
+    model, arch, device = cifar_model(args.model, args.device)
     half = args.n // 2
     gen = torch.Generator().manual_seed(0)
     id_set = TensorDataset(torch.rand((half, 3, 32, 32), generator=gen), torch.randint(0, 10, (half,), generator=gen))
@@ -58,7 +43,7 @@ def main() -> None:
         torch.rand((n_val, 3, 32, 32), generator=gen), torch.randint(0, 10, (n_val,), generator=gen)
     )
     empty = TensorDataset(torch.empty(0, 3, 32, 32), torch.empty(0, dtype=torch.long))
-    bundle = DatasetBundle(info, train=empty, val=val_set, test=id_set)
+    bundle = DatasetBundle(CIFAR_INFO, train=empty, val=val_set, test=id_set)
     sets = (id_set, ood_set, val_set)
 
     @torch.no_grad()
