@@ -274,7 +274,6 @@ class FAB(Attack):
     ``n_target_classes`` (9, capped at the number of classes − 1). Deterministic. Build it
     with :func:`robustood.attacks.build_attack`."""
 
-    restarts: int = 1
     n_target_classes: int = 9
 
     def _run(
