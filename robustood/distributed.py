@@ -1,0 +1,232 @@
+"""torch.distributed: the process group ``torchrun`` describes, shards by sample index, and
+gathers of per-sample values.
+
+Launched with ``torchrun --nproc_per_node N``, every process runs the same evaluation on
+its own share of the inputs. A share is a contiguous block of *whole batches* (the batches
+one process would make), so each input is computed in the same batch as in a
+single-process run and no input is repeated (torch's ``DistributedSampler`` pads by
+repeating inputs). Per-sample values are then gathered in index order to every rank, which
+computes every metric from the pooled values; rank 0 alone writes.
+
+Outside ``torchrun`` (no ``WORLD_SIZE`` > 1 in the environment) everything here is a no-op
+for one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import RobustoodError
+
+__all__ = [
+    "World",
+    "all_gather_cat",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "init_from_env",
+    "is_main",
+    "shard_batches",
+    "world",
+]
+
+TIMEOUT = datetime.timedelta(minutes=float(os.environ.get("ROBUSTOOD_DIST_TIMEOUT_MIN", "30")))
+"""How long a collective waits for the other ranks before the job stops (a rank that died)."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place: ``rank`` of ``size`` processes, ``local_rank`` on its node, the
+    ``backend`` of the process group (``None`` for a single process)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def comm_device(self) -> torch.device:
+        """Where tensors go for a collective: the local GPU under NCCL, else the CPU."""
+        return torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
+
+
+def world() -> World:
+    """The current process group (a single process when none is initialised)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return World(dist.get_rank(), dist.get_world_size(), local, str(dist.get_backend()))
+
+
+def is_main() -> bool:
+    """Whether this process writes (rank 0, or the only process)."""
+    return world().is_main
+
+
+def env_world_size() -> int:
+    """``WORLD_SIZE`` from the environment (1 when unset or unreadable)."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def init_from_env(device: str | torch.device | None = None) -> World:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+    ``MASTER_ADDR``, ``MASTER_PORT``); nothing for a single process or a group already joined.
+
+    The backend is NCCL when ``device`` is CUDA (or ``auto`` finds CUDA) and gloo otherwise.
+    Under NCCL each process uses the GPU of its local rank: ``--device cuda`` means "this
+    rank's GPU", and ``cuda:N`` is refused because it would put every rank on one GPU.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return world()
+    size = env_world_size()
+    if size <= 1:
+        return World()
+    if not dist.is_available():
+        raise RobustoodError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise RobustoodError(
+            f"WORLD_SIZE={size} but {', '.join(missing)} is not set; start the job with torchrun "
+            "(torchrun --nproc_per_node N -m robustood ...)"
+        )
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    text = str(device if device is not None else "auto").strip().lower()
+    use_cuda = text.startswith("cuda") or (text == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise RobustoodError("--device cuda was asked for but CUDA is not available on this node")
+        if ":" in text:
+            raise RobustoodError(
+                f"--device {text} under torchrun would put every rank on one GPU; use --device cuda "
+                "(each rank takes the GPU of its LOCAL_RANK)"
+            )
+        torch.cuda.set_device(local % torch.cuda.device_count())
+    backend = "nccl" if use_cuda and dist.is_nccl_available() else "gloo"
+    dist.init_process_group(backend, timeout=TIMEOUT)
+    return world()
+
+
+def local_device(device: str | torch.device | None) -> str | torch.device | None:
+    """``device`` as this rank uses it: ``cuda``/``auto`` under NCCL become this rank's GPU."""
+    w = world()
+    if w.backend != "nccl":
+        return device
+    text = str(device if device is not None else "auto").strip().lower()
+    if text in ("cuda", "auto"):
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def shard_batches(n: int, batch_size: int, w: World | None = None) -> range:
+    """This rank's inputs of ``n``: a contiguous block of whole batches (batch-aligned), so each
+    input lands in the same batch as in one process. Ranks past the last batch get none."""
+    w = w or world()
+    batches = -(-n // batch_size) if n else 0
+    lo = batches * w.rank // w.size
+    hi = batches * (w.rank + 1) // w.size
+    return range(min(lo * batch_size, n), min(hi * batch_size, n))
+
+
+def all_gather_cat(t: torch.Tensor, w: World | None = None) -> torch.Tensor:
+    """Every rank's ``t`` (any length along dim 0, the same trailing shape and dtype),
+    concatenated in rank order, on every rank (on ``t``'s device). One process: ``t`` itself."""
+    w = w or world()
+    if not w.distributed:
+        return t
+    import torch.distributed as dist
+
+    dev = w.comm_device
+    src = t.detach().to(dev).contiguous()
+    counts = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(w.size)]
+    dist.all_gather(counts, torch.tensor([src.shape[0]], dtype=torch.int64, device=dev))
+    sizes = [int(c) for c in counts]
+    longest = max(sizes)
+    bool_ = src.dtype == torch.bool
+    if bool_:  # gloo does not reduce or gather bool tensors on every version
+        src = src.to(torch.uint8)
+    padded = torch.zeros((longest, *src.shape[1:]), dtype=src.dtype, device=dev)
+    padded[: src.shape[0]] = src
+    parts = [torch.empty_like(padded) for _ in range(w.size)]
+    dist.all_gather(parts, padded)
+    out = torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
+    return (out.bool() if bool_ else out).to(t.device)
+
+
+def all_reduce_sum(values: list[float] | list[int], w: World | None = None) -> list[float]:
+    """Element-wise sums over ranks (float64; exact for counts below 2⁵³)."""
+    w = w or world()
+    if not w.distributed:
+        return [float(v) for v in values]
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=w.comm_device)
+    dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def broadcast_object(obj: Any, w: World | None = None) -> Any:
+    """Rank 0's ``obj`` on every rank (plain rows and dicts between the job's own processes)."""
+    w = w or world()
+    if not w.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if w.is_main else None]
+    dist.broadcast_object_list(box, src=0, device=w.comm_device if w.backend == "nccl" else None)
+    return box[0]
+
+
+def barrier(w: World | None = None) -> None:
+    """Wait for every rank (no-op for one process)."""
+    w = w or world()
+    if w.distributed:
+        import torch.distributed as dist
+
+        if w.backend == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first(w: World | None = None) -> Iterator[bool]:
+    """Rank 0 runs the block first (e.g. fills a cache); the others wait, then run it. Yields
+    whether this rank is rank 0."""
+    w = w or world()
+    if not w.is_main:
+        barrier(w)
+    try:
+        yield w.is_main
+    finally:
+        if w.is_main:
+            barrier(w)
+
+
+def shutdown() -> None:
+    """Leave the process group, if one was joined here."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
