@@ -93,10 +93,13 @@ def init_from_env(device: str | torch.device | None = None) -> World:
     ``MASTER_ADDR``, ``MASTER_PORT``); nothing for a single process or a group already joined.
 
     The backend is NCCL when ``device`` is CUDA (or ``auto`` finds CUDA) and gloo otherwise.
-    Under NCCL each process uses the GPU of its local rank: ``--device cuda`` means "this
-    rank's GPU", and ``cuda:N`` is refused because it would put every rank on one GPU.
+    Under NCCL each process uses one GPU, the one of its local rank
+    (:func:`~robustood.utils.select_device` maps ``cuda`` to it); a ``cuda:N`` naming
+    another GPU is refused, as it would put two ranks on one GPU.
     """
     import torch.distributed as dist
+
+    from .utils import select_device
 
     if dist.is_available() and dist.is_initialized():
         return world()
@@ -111,32 +114,19 @@ def init_from_env(device: str | torch.device | None = None) -> World:
             f"WORLD_SIZE={size} but {', '.join(missing)} is not set; start the job with torchrun "
             "(torchrun --nproc_per_node N -m robustood ...)"
         )
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    text = str(device if device is not None else "auto").strip().lower()
-    use_cuda = text.startswith("cuda") or (text == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        if not torch.cuda.is_available():
-            raise RobustoodError("--device cuda was asked for but CUDA is not available on this node")
-        if ":" in text:
+    dev = select_device(device)
+    backend = "gloo"
+    if dev.type == "cuda":
+        mine = select_device("cuda")
+        if dev != mine:
             raise RobustoodError(
-                f"--device {text} under torchrun would put every rank on one GPU; use --device cuda "
-                "(each rank takes the GPU of its LOCAL_RANK)"
+                f"device {dev} under torchrun: rank {os.environ['RANK']} uses {mine} (its LOCAL_RANK); "
+                "give --device cuda and each rank takes its own GPU"
             )
-        torch.cuda.set_device(local % torch.cuda.device_count())
-    backend = "nccl" if use_cuda and dist.is_nccl_available() else "gloo"
+        torch.cuda.set_device(mine)
+        backend = "nccl" if dist.is_nccl_available() else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
     return world()
-
-
-def local_device(device: str | torch.device | None) -> str | torch.device | None:
-    """``device`` as this rank uses it: ``cuda``/``auto`` under NCCL become this rank's GPU."""
-    w = world()
-    if w.backend != "nccl":
-        return device
-    text = str(device if device is not None else "auto").strip().lower()
-    if text in ("cuda", "auto"):
-        return torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 def shard_batches(n: int, batch_size: int, w: World | None = None) -> range:
@@ -149,29 +139,56 @@ def shard_batches(n: int, batch_size: int, w: World | None = None) -> range:
     return range(min(lo * batch_size, n), min(hi * batch_size, n))
 
 
+_DTYPES = (
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int32,
+    torch.uint8,
+    torch.bool,
+)
+_MAX_DIMS = 6
+
+
 def all_gather_cat(t: torch.Tensor, w: World | None = None) -> torch.Tensor:
-    """Every rank's ``t`` (any length along dim 0, the same trailing shape and dtype),
-    concatenated in rank order, on every rank (on ``t``'s device). One process: ``t`` itself."""
+    """Every rank's ``t`` concatenated along dim 0 in rank order, on every rank (on ``t``'s device).
+
+    Ranks may hold different numbers of rows; a rank with none may hold any empty tensor
+    (it takes the others' trailing shape and dtype). One process: ``t`` itself.
+    """
     w = w or world()
     if not w.distributed:
         return t
     import torch.distributed as dist
 
+    if t.dtype not in _DTYPES or t.dim() > _MAX_DIMS:
+        raise RobustoodError(f"cannot gather a {t.dtype} tensor of {t.dim()} dimensions")
     dev = w.comm_device
-    src = t.detach().to(dev).contiguous()
-    counts = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(w.size)]
-    dist.all_gather(counts, torch.tensor([src.shape[0]], dtype=torch.int64, device=dev))
-    sizes = [int(c) for c in counts]
-    longest = max(sizes)
-    bool_ = src.dtype == torch.bool
-    if bool_:  # gloo does not reduce or gather bool tensors on every version
-        src = src.to(torch.uint8)
-    padded = torch.zeros((longest, *src.shape[1:]), dtype=src.dtype, device=dev)
-    padded[: src.shape[0]] = src
+    rows = int(t.shape[0]) if t.dim() else 0
+    header = torch.full((3 + _MAX_DIMS,), -1, dtype=torch.int64)
+    header[0], header[1], header[2] = rows, _DTYPES.index(t.dtype), t.dim()
+    header[3 : 3 + t.dim()] = torch.tensor(t.shape, dtype=torch.int64)
+    headers = [torch.empty_like(header, device=dev) for _ in range(w.size)]
+    dist.all_gather(headers, header.to(dev))
+    info = [h.cpu().tolist() for h in headers]
+    full = [h for h in info if h[0] > 0]
+    if not full:
+        return t
+    ref = full[0]
+    dtype, trailing = _DTYPES[ref[1]], tuple(ref[4 : 3 + ref[2]])
+    if any(h[1] != ref[1] or tuple(h[4 : 3 + h[2]]) != trailing for h in full):
+        raise RobustoodError("ranks hold per-sample values of different shapes or types; they cannot be pooled")
+    src = t.detach().to(dev, dtype) if rows else torch.zeros((0, *trailing), dtype=dtype, device=dev)
+    wire = torch.uint8 if dtype == torch.bool else dtype  # gloo does not gather bool tensors on every version
+    longest = max(h[0] for h in info)
+    padded = torch.zeros((longest, *trailing), dtype=wire, device=dev)
+    padded[:rows] = src.reshape(rows, *trailing).to(wire)
     parts = [torch.empty_like(padded) for _ in range(w.size)]
     dist.all_gather(parts, padded)
-    out = torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
-    return (out.bool() if bool_ else out).to(t.device)
+    out = torch.cat([p[: h[0]] for p, h in zip(parts, info, strict=True)])
+    return out.to(dtype).to(t.device)
 
 
 def all_reduce_sum(values: list[float] | list[int], w: World | None = None) -> list[float]:

@@ -47,6 +47,9 @@ def _as_tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
         return ds.tensors[0], ds.tensors[1]
     if isinstance(ds, Subset):
         inner = _as_tensors(ds.dataset)
+        if inner is not None and isinstance(ds.indices, range) and ds.indices.step == 1:
+            block = slice(ds.indices.start, ds.indices.stop)  # a shard: a view, not a copy
+            return inner[0][block], inner[1][block]
         if inner is not None:
             idx = torch.as_tensor(list(ds.indices), dtype=torch.long)
             return inner[0][idx], inner[1][idx]

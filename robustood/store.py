@@ -20,8 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .distributed import broadcast_object
 from .errors import EnvironmentFault, RobustoodError, WriteError
 from .report import Row, _row
+from .utils import is_writer
 
 __all__ = ["ResultStore", "provenance"]
 
@@ -30,13 +32,18 @@ _RECORD_START = b'{"unit": '
 
 
 class ResultStore:
-    """Rows of finished units, keyed by a string that names the unit and its configuration."""
+    """Rows of finished units, keyed by a string that names the unit and its configuration.
+
+    Under ``torchrun`` rank 0 alone reads and writes the file; :meth:`get` and :meth:`extra`
+    give every rank rank 0's answer (so all ranks skip or compute a unit together, even on
+    nodes that do not see the file), and :meth:`put` writes on rank 0 only.
+    """
 
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = Path(path).expanduser() if path is not None else None
         self._done: dict[str, list[Row]] = {}
         self._extra: dict[str, dict[str, Any]] = {}
-        if self.path is not None:
+        if self.path is not None and is_writer():
             self._read(self.path)
 
     def _read(self, path: Path) -> None:
@@ -74,7 +81,8 @@ class ResultStore:
             )
 
     def get(self, unit: str) -> list[Row] | None:
-        return self._done.get(unit)
+        """The rows of a finished unit, or ``None`` (rank 0's answer on every rank)."""
+        return broadcast_object(self._done.get(unit))
 
     def __contains__(self, unit: str) -> bool:
         return unit in self._done
@@ -83,8 +91,9 @@ class ResultStore:
         return len(self._done)
 
     def extra(self, unit: str) -> dict[str, Any] | None:
-        """What was stored with a unit's rows beyond them (e.g. per-sample verdicts), if anything."""
-        return self._extra.get(unit)
+        """What was stored with a unit's rows beyond them (e.g. per-sample verdicts), if anything
+        (rank 0's answer on every rank)."""
+        return broadcast_object(self._extra.get(unit))
 
     def put(self, unit: str, rows: Iterable[Row], extra: dict[str, Any] | None = None) -> list[Row]:
         """Record a finished unit (appended to the file at once), with ``extra`` data beside its rows;
@@ -93,7 +102,7 @@ class ResultStore:
         self._done[unit] = rows
         if extra is not None:
             self._extra[unit] = extra
-        if self.path is not None:
+        if self.path is not None and is_writer():
             record: dict[str, Any] = {"unit": unit, "rows": [_jsonable(asdict(r)) for r in rows]}
             if extra is not None:
                 record["extra"] = extra

@@ -28,6 +28,7 @@ __all__ = [
     "check_seed",
     "check_writable",
     "format_eps",
+    "is_writer",
     "parse_eps",
     "parse_eps_list",
     "seeded",
@@ -142,12 +143,15 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
 
     Raises :class:`RobustoodError` for a name torch does not know (``tpu``, ``cuda:abc``, ``""``),
     a device robustood cannot run on (``meta``) and a device this machine does not have.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1), ``cuda`` (and ``auto`` finding CUDA) is this
+    process's GPU, the one of its ``LOCAL_RANK``: one GPU per process.
     """
     import torch
 
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _rank_gpu(torch.device("cuda"))
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -173,7 +177,7 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
                 f"device {str(dev)!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s) "
                 f"(cuda:0 … cuda:{torch.cuda.device_count() - 1})"
             )
-        return dev
+        return _rank_gpu(dev)
     if dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise RobustoodError("device 'mps' was asked for but MPS is not available; use --device cpu")
@@ -183,6 +187,20 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
         return dev  # another accelerator torch supports here (e.g. xpu)
     why = "holds no data" if dev.type == "meta" else "is not supported or not available here"
     raise RobustoodError(f"device {str(dev)!r} {why}; {DEVICE_HELP}")
+
+
+def _rank_gpu(dev: torch.device) -> torch.device:
+    """``cuda`` as this ``torchrun`` process's GPU (``cuda:LOCAL_RANK``, wrapping around the
+    node's GPUs); a device with an index, or a single process, as it is."""
+    import torch
+
+    if dev.index is not None:
+        return dev
+    try:
+        size, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        return dev
+    return torch.device("cuda", local % torch.cuda.device_count()) if size > 1 else dev
 
 
 SEED_MAX = 2**32 - 1
@@ -279,6 +297,15 @@ def write_target(target: str | os.PathLike) -> tuple[Path, bool]:
     return real, False
 
 
+def is_writer() -> bool:
+    """Whether this process writes files: always, except the ranks other than 0 of a
+    ``torchrun`` job (read from ``WORLD_SIZE`` and ``RANK``), where rank 0 alone writes."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True
+
+
 def check_writable(target: str | os.PathLike, *, directory: bool = False, append: bool = False) -> None:
     """Fail early, before any work, when ``target`` (a file, or with ``directory`` a folder to
     write files into; with ``append`` a file appended to in place, such as a result store)
@@ -293,6 +320,8 @@ def check_writable(target: str | os.PathLike, *, directory: bool = False, append
     text = os.fspath(target)
     if not str(text).strip():
         raise RobustoodError("an output path is empty; give a file or folder name")
+    if not is_writer():
+        return
     path = Path(text).expanduser()
     if directory:
         if path.exists() and not path.is_dir():
@@ -355,9 +384,16 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     written directly (see :func:`write_target`). Every failure (full disk, read-only file
     system, no permission, a directory, an empty name) is raised as one
     :class:`~robustood.errors.WriteError` naming the file and the reason.
+
+    On a ``torchrun`` rank other than 0 (:func:`is_writer`) the path is a scratch file that
+    is deleted afterwards: rank 0 alone writes.
     """
     from .errors import WriteError
 
+    if not is_writer():
+        with tempfile.TemporaryDirectory(prefix="robustood-rank-") as scratch:
+            yield Path(scratch) / (Path(os.fspath(target)).name or "out")
+        return
     real, direct = write_target(target)
     shown = Path(os.fspath(target)).expanduser()
     if direct:

@@ -129,10 +129,13 @@ class AttackMetrics:
     """Running measurements of one attack, updated batch by batch.
 
     The caller owns batching, device moves, progress and timing; this class only does the
-    arithmetic. Sums stay on the batches' device in float64 (no host synchronisation per
-    batch); ``keep`` inputs (with their adversarial versions and predictions) are copied to
-    the host for :attr:`AttackResult.samples`. ``class_names`` resolve a target class given
-    by name, as :meth:`Attack.with_class_names` does, for the result's label.
+    arithmetic. Per-sample values stay on the batches' device (no host synchronisation per
+    batch) and every metric is computed from them at the end in one reduction, in dataset
+    order, so the numbers do not depend on how the inputs were batched or sharded across
+    processes (:meth:`gather` pools the shards of a ``torchrun`` job). ``keep`` inputs (with
+    their adversarial versions and predictions) are copied to the host for
+    :attr:`AttackResult.samples`. ``class_names`` resolve a target class given by name, as
+    :meth:`Attack.with_class_names` does, for the result's label.
 
     >>> metrics = AttackMetrics(attack)                                            # doctest: +SKIP
     >>> for x, y in batches:                                                       # doctest: +SKIP
@@ -142,7 +145,7 @@ class AttackMetrics:
     >>> metrics.result(seconds).robust_accuracy                                    # doctest: +SKIP
     """
 
-    _SUMS = ("n", "clean", "adv", "eligible", "success", "drop", "iters", "tracked", "linf", "l2", "linf_max", "l2_max")
+    _COLUMNS = ("clean", "adv", "eligible", "success", "drop", "iters", "tracked", "linf", "l2")
 
     def __init__(self, attack: Any, *, keep: int = 0, class_names: Sequence[str] | None = None) -> None:
         if class_names is not None and hasattr(attack, "with_class_names"):
@@ -150,11 +153,10 @@ class AttackMetrics:
         self.attack = attack
         self.keep = int(keep)
         self._steps = int(getattr(attack, "steps", 1))
-        self._sums: dict[str, torch.Tensor] | None = None
+        self._cols: dict[str, list[torch.Tensor]] = {k: [] for k in self._COLUMNS}
         self._tracked_any = False
         self._kept: dict[str, list[np.ndarray]] = {}
         self._have_kept = 0
-        self._robust: list[torch.Tensor] = []
         self._broken_by: list[torch.Tensor] = []
 
     def update(
@@ -168,9 +170,6 @@ class AttackMetrics:
         """Add one batch: inputs ``x`` (``B×C×H×W``), labels ``y`` ``[B]``, the clean logits of ``x``
         (``B×K`` float), the attack's output and the logits of ``out.x_adv`` (``B×K`` float)."""
         with torch.no_grad():
-            if self._sums is None:
-                self._sums = {k: torch.zeros((), dtype=torch.float64, device=x.device) for k in self._SUMS}
-            sums = self._sums
             p = logits.softmax(1).gather(1, y[:, None])[:, 0]
             p_adv = logits_adv.softmax(1).gather(1, y[:, None])[:, 0]
             pred, pred_adv = logits.argmax(1), logits_adv.argmax(1)
@@ -179,26 +178,25 @@ class AttackMetrics:
             hit = pred_adv != y if out.target is None else pred_adv == out.target
             success = eligible & hit
             delta = (out.x_adv - x).flatten(1).double()
-            linf, l2 = delta.abs().amax(1), delta.norm(p=2, dim=1)
-            sums["n"] += y.numel()
-            sums["clean"] += correct.sum()
-            sums["adv"] += (pred_adv == y).sum()
-            sums["eligible"] += eligible.sum()
-            sums["success"] += success.sum()
-            sums["drop"] += (p - p_adv).double().sum()
-            sums["linf"] += linf.sum()
-            sums["l2"] += l2.sum()
-            self._robust.append(pred_adv == y)
+            cols = self._cols
+            cols["clean"].append(correct)
+            cols["adv"].append(pred_adv == y)
+            cols["eligible"].append(eligible)
+            cols["success"].append(success)
+            cols["drop"].append((p - p_adv).double())
+            cols["linf"].append(delta.abs().amax(1))
+            cols["l2"].append(delta.norm(p=2, dim=1))
             if out.broken_by is not None:
                 self._broken_by.append(out.broken_by)
-            sums["linf_max"] = torch.maximum(sums["linf_max"], linf.max())
-            sums["l2_max"] = torch.maximum(sums["l2_max"], l2.max())
             if out.first_success is not None:
                 self._tracked_any = True
                 first = out.first_success
                 iters = torch.where(first >= 0, first, torch.full_like(first, self._steps))
-                sums["iters"] += torch.where(success, iters, 0).double().sum()
-                sums["tracked"] += success.sum()
+                cols["iters"].append(torch.where(success, iters, 0).double())
+                cols["tracked"].append(success)
+            else:
+                cols["iters"].append(torch.zeros_like(p, dtype=torch.float64))
+                cols["tracked"].append(torch.zeros_like(success))
             if self._have_kept < self.keep:
                 m = min(self.keep - self._have_kept, x.shape[0])
                 target = out.target if out.target is not None else torch.full_like(y, -1)
@@ -215,11 +213,35 @@ class AttackMetrics:
                     self._kept.setdefault(key, []).append(arr[:m].detach().cpu().numpy())
                 self._have_kept += m
 
+    def _column(self, key: str) -> torch.Tensor:
+        parts = self._cols[key]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+    def gather(self) -> None:
+        """Pool the per-sample values of every rank of a ``torchrun`` job, in dataset order (each
+        rank measured one contiguous block of inputs); a no-op in a single process."""
+        from ..distributed import all_gather_cat, all_reduce_sum, world
+
+        w = world()
+        if not w.distributed:
+            return
+        self._cols = {k: [all_gather_cat(self._column(k).cpu(), w)] for k in self._COLUMNS}
+        if self._broken_by or all_reduce_sum([len(self._broken_by)], w)[0]:
+            mine = torch.cat(self._broken_by).cpu() if self._broken_by else torch.zeros(0, dtype=torch.int64)
+            self._broken_by = [all_gather_cat(mine, w)]
+        self._tracked_any = bool(all_reduce_sum([self._tracked_any], w)[0])
+        if self.keep > 0:
+            kept: dict[str, list[np.ndarray]] = {}
+            for key in ("x", "y", "x_adv", "pred", "conf", "pred_adv", "conf_adv", "target"):
+                mine = self._kept.get(key)
+                t = torch.from_numpy(np.concatenate(mine)) if mine else torch.zeros(0)
+                kept[key] = [all_gather_cat(t, w)[: self.keep].numpy()]
+            self._kept = kept if len(kept["y"][0]) else {}
+            self._have_kept = len(kept["y"][0])
+
     def robust_flags(self) -> torch.Tensor:
         """Per input, in order: whether the adversarial input is still classified correctly (CPU bool)."""
-        if not self._robust:
-            return torch.zeros(0, dtype=torch.bool)
-        return torch.cat(self._robust).cpu()
+        return self._column("adv").bool().cpu() if self._cols["adv"] else torch.zeros(0, dtype=torch.bool)
 
     def broken_by(self) -> torch.Tensor | None:
         """Per input, the position of the ensemble member that broke it (``-1``: none; ``None`` for a
@@ -228,8 +250,12 @@ class AttackMetrics:
 
     def result(self, seconds: float, *, precision: str = "fp32") -> AttackResult:
         """The measurements so far (one host synchronisation); ``seconds`` is the caller's wall time."""
-        s = {k: float(v) for k, v in self._sums.items()} if self._sums is not None else dict.fromkeys(self._SUMS, 0.0)
-        n = int(s["n"])
+        col = {k: self._column(k) for k in self._COLUMNS}
+        n = int(col["clean"].numel())
+
+        def total(key: str) -> float:
+            return float(col[key].double().sum()) if n else 0.0
+
         samples = None
         if self._kept:
             arrays = {k: np.concatenate(v) for k, v in self._kept.items()}
@@ -246,15 +272,15 @@ class AttackMetrics:
             backend=getattr(attack, "backend", "native"),
             precision=precision,
             n=n,
-            clean_accuracy=_ratio(s["clean"], n),
-            robust_accuracy=_ratio(s["adv"], n),
-            success_rate=_ratio(s["success"], s["eligible"]),
-            confidence_drop=_ratio(s["drop"], n),
-            mean_iterations=_ratio(s["iters"], s["tracked"]) if self._tracked_any else math.nan,
-            linf_mean=_ratio(s["linf"], n),
-            linf_max=s["linf_max"] if n else math.nan,
-            l2_mean=_ratio(s["l2"], n),
-            l2_max=s["l2_max"] if n else math.nan,
+            clean_accuracy=_ratio(total("clean"), n),
+            robust_accuracy=_ratio(total("adv"), n),
+            success_rate=_ratio(total("success"), total("eligible")),
+            confidence_drop=_ratio(total("drop"), n),
+            mean_iterations=_ratio(total("iters"), total("tracked")) if self._tracked_any else math.nan,
+            linf_mean=_ratio(total("linf"), n),
+            linf_max=float(col["linf"].max()) if n else math.nan,
+            l2_mean=_ratio(total("l2"), n),
+            l2_max=float(col["l2"].max()) if n else math.nan,
             seconds=seconds,
             images_per_second=_ratio(n, seconds),
             samples=samples,

@@ -19,16 +19,45 @@ from ..errors import EXIT_CODES, EXIT_FAILURE, EXIT_USAGE, EnvironmentFault, Rob
 DEBUG_ENV = "ROBUSTOOD_DEBUG"
 
 
+def _rank() -> str:
+    """``[rank N] `` under a ``torchrun`` job (so a failing rank's error says which it was), else ``""``."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return f"[rank {os.environ.get('RANK', '?')}] "
+    return ""
+
+
 class UserError(click.ClickException):
     """A library error caused by the user's input: one line, exit code 2."""
 
     exit_code = EXIT_USAGE
+
+    def format_message(self) -> str:
+        return _rank() + super().format_message()
 
 
 class Failure(click.ClickException):
     """The environment stopped the work (missing data, a failed write …): one line, exit code 1."""
 
     exit_code = EXIT_FAILURE
+
+    def format_message(self) -> str:
+        return _rank() + super().format_message()
+
+
+def quiet_other_ranks() -> None:
+    """On a ``torchrun`` rank other than 0: no tables, notes, warnings or progress (rank 0 prints
+    them once for the job); errors still show, with the rank."""
+    import logging
+    import sys
+    import warnings
+
+    from ..utils import is_writer
+
+    if is_writer():
+        return
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stdout from here on)
+    warnings.simplefilter("ignore")
+    logging.getLogger("robustood").setLevel(logging.ERROR)
 
 
 def _one_line(text: str) -> str:
@@ -87,3 +116,4 @@ def main() -> None:
 
     Every epsilon is in pixel units of images in [0, 1] (e.g. 2/255).
     """
+    quiet_other_ranks()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..names import ATTACKS
-from ..utils import atomic_path, format_eps
+from ..utils import atomic_path, format_eps, is_writer
 from .app import main
 from .options import (
     ModelSource,
@@ -208,6 +208,8 @@ def attack(
         precision=precision,
         progress=progress_flag(quiet),
     )
+    if not is_writer():
+        return  # under torchrun, rank 0 writes the job's table and files
     rows: list[dict[str, Any]] = []
     per_model = {label: list(report.attacks[label].values()) for label in nets}
     for label, results in per_model.items():

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..report import write_rendered
+from ..utils import is_writer
 from .app import main
 from .options import (
     ModelSource,
@@ -184,6 +185,8 @@ def compare(
         image_size=source.image_size,
         **source.resolve_kwargs(),
     )
+    if not is_writer():
+        return  # under torchrun, rank 0 writes the job's table and files
     from ..attacks.masking import masking_warnings
 
     kept = f"; its units are kept in {store}, so a rerun only writes" if store is not None else ""

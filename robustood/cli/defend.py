@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..names import ZOO
-from ..utils import format_eps
+from ..utils import format_eps, is_writer
 from .app import main
 from .attack import build_attacks
 from .options import (
@@ -247,7 +247,7 @@ def defend(
         report = evaluate({label: net}, bundle, defenses=[detector], **run)
         name = f"squeeze({', '.join(s.name for s in detector.squeezers)})"
         rows = squeezing_rows(report, label, specs, name, adaptive=adaptive)
-        if plots is not None:
+        if plots is not None and is_writer():
             from ..plots.defenses import plot_squeezing
 
             with outputs.write():
@@ -272,11 +272,13 @@ def defend(
         }
         report = evaluate({key: m for key, (_, _, m) in through.items()}, bundle, **run)
         rows = distillation_rows(report, {key: (lab, how) for key, (lab, how, _) in through.items()}, specs)
-        if plots is not None:
+        if plots is not None and is_writer():
             with outputs.write():
                 written = report.plot(plots, dataset=bundle.info.name)
                 click.echo(f"wrote {len(written)} plots to {plots}", err=True)
     rows = [{"dataset": bundle.info.key, "base_model": label, **r} for r in rows]
+    if not is_writer():
+        return  # under torchrun, rank 0 writes the job's table and files
     with outputs.write():
         emit(rows, fmt, out, headline=HEADLINE[defense], columns=columns, keys=KEYS[defense])
     outputs.finish()

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..names import DEFAULT_DETECTORS, DEFAULT_OOD, DETECTORS
+from ..utils import is_writer
 from .app import main
 from .attack import safe_name
 from .options import (
@@ -169,6 +170,8 @@ def ood(
         data_dir=data_dir,
         download=not no_download,
     )
+    if not is_writer():
+        return  # under torchrun, rank 0 writes the job's table and files
     rows: list[dict[str, Any]] = []
     written: list[Path] = []
     outputs = Outputs("the detectors were scored; only writing the output failed")

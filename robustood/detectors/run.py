@@ -81,7 +81,9 @@ def fit_detectors(
     """Fit every unfitted detector on ID training data; feature detectors share one feature extraction.
 
     Names and pytorch-ood objects are made detectors first (:func:`make_detector`; a wrapped
-    pytorch-ood object is fitted in place); returns the detectors, fitted.
+    pytorch-ood object is fitted in place); returns the detectors, fitted. Under ``torchrun``
+    the shared feature extraction is sharded across ranks and pooled, so every rank fits the
+    same feature detectors on the same features; other detectors fit on every rank alike.
     """
     from .adapter import make_detector
 
@@ -89,7 +91,7 @@ def fit_detectors(
     todo = [d for d in detectors if not d.is_fitted]
     shared = [d for d in todo if d.kind == "features" and getattr(d, "needs_data", True)]
     if shared:
-        z, y = extract_features(model, train_data, device, batch_size=batch_size, progress=progress)
+        z, y = _pooled_features(model, train_data, device, batch_size, progress)
         for d in shared:
             d.fit_features(z, y, model=model)
         del z
@@ -97,6 +99,25 @@ def fit_detectors(
         if d not in shared:
             d.fit(model, train_data, device, batch_size=batch_size, progress=progress)
     return detectors
+
+
+def _pooled_features(model: nn.Module, data: Dataset, device, batch_size: int, progress: bool | None):
+    """The training features ``N×D`` and labels of ``data``; under ``torchrun`` each rank extracts
+    its block of whole batches and every rank gets all of them, in order."""
+    from torch.utils.data import Subset
+
+    from ..distributed import all_gather_cat, shard_batches, world
+
+    w = world()
+    if not w.distributed:
+        return extract_features(model, data, device, batch_size=batch_size, progress=progress)
+    block = shard_batches(len(data), batch_size, w)  # type: ignore[arg-type]
+    z, y = torch.empty(0, device=device), torch.empty(0, dtype=torch.int64)  # a rank past the last batch adds nothing
+    if len(block):
+        z, y = extract_features(
+            model, Subset(data, block), device, batch_size=batch_size, progress=progress if w.is_main else False
+        )
+    return all_gather_cat(z, w), all_gather_cat(y, w)
 
 
 def score_batch(

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from ..data import DatasetBundle, as_bundle, as_ood_dataset, load_dataset
+from ..distributed import init_from_env
 from ..errors import RobustoodError
 from ..report import Report, Row
 from ..store import ResultStore, provenance
@@ -276,7 +277,10 @@ def evaluate(
         raise RobustoodError(f"config must be a robustood.train.TrainConfig, got {type(config).__name__}")
     if precision not in PRECISIONS:
         raise RobustoodError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    w = init_from_env(device)
     dev = select_device(device)
+    if not w.is_main:
+        progress = False  # one set of bars and unit lines per job: rank 0's
     labelled = _labelled(models)
     ood = _ood_inputs(ood)
     attacks, detectors, defenses = _listed(attacks), _listed(detectors), _listed(defenses)
@@ -429,12 +433,15 @@ class UnitTracker:
     def __init__(self, total: int, progress: bool | None) -> None:
         from tqdm.auto import tqdm
 
+        from ..distributed import is_main
+
         self.total, self.done = total, 0
+        self.quiet = not is_main()  # under torchrun, rank 0 alone reports progress
         self.bar = tqdm(
             total=total,
             desc="overall",
             unit="unit",
-            disable=total <= 1 or (None if progress is None else not progress),
+            disable=total <= 1 or self.quiet or (None if progress is None else not progress),
         )
 
     def __call__(self, model: str, unit: str, rows: list[Row], seconds: float) -> None:
@@ -442,6 +449,8 @@ class UnitTracker:
 
         self.done += 1
         self.bar.update(1)
+        if self.quiet:
+            return
         summary = next(
             (
                 f"{metric} " + ", ".join(f"{r.detector + ' ' if r.detector else ''}{r.value:.3f}" for r in hits)

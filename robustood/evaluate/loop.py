@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..data import conform_images
+from ..distributed import shard_batches, world
 from ..errors import RobustoodError
 from ..inference import check_images, iter_batches
 
@@ -43,15 +44,26 @@ def batches(
     shape: tuple[int, ...] | None = None,
     desc: str = "",
     progress: bool | None = None,
+    shard: bool = False,
 ) -> Iterator[Batch]:
     """Yield the batches of ``data`` in order, on ``device``.
 
     ``shape`` (``(C, H, W)``) converts images of another shape (OOD sets) with
     :func:`~robustood.data.conform_images`. ``progress``: ``None`` shows a bar on a
-    terminal only, ``False`` never, ``True`` always.
+    terminal only, ``False`` never, ``True`` always (rank 0 only, under torchrun).
+    ``shard``: under torchrun, only this rank's block of whole batches
+    (:func:`~robustood.distributed.shard_batches`); each batch is the one a single process
+    would make, and ``Batch.start`` stays the dataset index.
     """
     if batch_size < 1:
         raise RobustoodError(f"batch_size must be a positive number of images, got {batch_size}")
+    w = world()
+    start = 0
+    if shard and w.distributed:
+        block = shard_batches(len(data), batch_size, w)  # type: ignore[arg-type]
+        data, start = Subset(data, block), block.start
+    if not w.is_main:
+        progress = False
     total = math.ceil(len(data) / batch_size)  # type: ignore[arg-type]
     bar = tqdm(
         iter_batches(data, batch_size),
@@ -61,7 +73,6 @@ def batches(
         leave=False,
         disable=None if progress is None else not progress,
     )
-    start = 0
     for x, y in bar:
         check_images(x, start)
         if shape is not None and tuple(x.shape[1:]) != tuple(shape):

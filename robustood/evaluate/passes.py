@@ -3,6 +3,11 @@ walk of :func:`~robustood.evaluate.loop.batches` feeding the accumulators that n
 
 A pass never trains, never reseeds a global generator and never guesses a device: the
 model and every batch are on ``device``; random draws come from the generator handed in.
+
+Under ``torchrun`` every pass walks only this rank's block of whole batches and pools the
+per-sample values of all ranks at its end (:mod:`robustood.distributed`), so what a pass
+returns, and every metric computed from it, is the same on every rank and the same as in
+one process.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..distributed import all_gather_cat, all_reduce_sum
 from ..errors import IncompatibleModelError, RobustoodError
 from .loop import batches, synchronize
 from .plan import AttackPass
@@ -56,6 +62,15 @@ class SqueezeTally:
         self.flagged_successful += int((flags & success).sum())
         self.evaded += int(((logits.argmax(1) != y) & ~flags).sum())
 
+    _COUNTS = ("n", "flagged", "squeezed_correct", "successful", "flagged_successful", "evaded")
+
+    def reduce(self) -> SqueezeTally:
+        """Sum the counts of every rank of a ``torchrun`` job (a no-op in one process)."""
+        totals = all_reduce_sum([getattr(self, k) for k in self._COUNTS])
+        for k, v in zip(self._COUNTS, totals, strict=True):
+            setattr(self, k, int(v))
+        return self
+
     def clean_metrics(self) -> dict[str, float]:
         """``false_positive_rate`` (clean inputs flagged), ``squeezed_clean_accuracy``, ``threshold``."""
         return {
@@ -92,7 +107,11 @@ class ScoreSink:
             part.append(s.detach().float().cpu())
 
     def result(self) -> dict[str, torch.Tensor]:
-        return {lab: torch.cat(p) if p else torch.empty(0) for lab, p in zip(self.labels, self._parts, strict=True)}
+        """Every detector's scores of the whole set, in order (pooled over the ranks of a ``torchrun`` job)."""
+        return {
+            lab: all_gather_cat(torch.cat(p) if p else torch.empty(0))
+            for lab, p in zip(self.labels, self._parts, strict=True)
+        }
 
 
 def check_logits(logits: torch.Tensor, what: str = "the model's outputs") -> torch.Tensor:
@@ -172,7 +191,7 @@ def clean_pass(
     kept: list[torch.Tensor] = []
     n = correct = 0
     with torch.no_grad():
-        for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
+        for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress, shard=True):
             try:
                 if detectors:
                     scores, logits = _score(model, b.x, detectors)
@@ -196,7 +215,10 @@ def clean_pass(
             kept.append(logits.cpu())
             n += len(b)
             correct += int((pred == b.y).sum())
-    logits_all = torch.cat(kept) if kept else torch.empty(0)
+    logits_all = all_gather_cat(torch.cat(kept) if kept else torch.empty(0))
+    n, correct = (int(v) for v in all_reduce_sum([n, correct]))
+    if tally is not None:
+        tally.reduce()
     return CleanOutputs(logits_all, n, correct, sink.result() if detectors else {}, tally)
 
 
@@ -214,7 +236,7 @@ def score_pass(
 ) -> dict[str, torch.Tensor]:
     """Every detector's scores (CPU float32) over an input set whose labels are not needed."""
     sink = ScoreSink(labels)
-    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
+    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress, shard=True):
         scores, logits = _score(model, b.x, detectors)
         if logits is not None:
             check_logits(logits)
@@ -270,7 +292,7 @@ def attack_pass(
         raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(data)} inputs")  # type: ignore[arg-type]
     synchronize(device)
     t0 = time.perf_counter()
-    for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress):
+    for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress, shard=True):
         logits = clean_logits[b.start : b.start + len(b)].to(device, non_blocking=True)
         try:
             out = attack.generate(model, b.x, b.y, **seeded)
@@ -293,8 +315,12 @@ def attack_pass(
             if tally is not None:
                 tally.update(model, out.x_adv, b.y, logits_adv, logits.argmax(1))
     synchronize(device)
+    metrics.gather()
+    scores = sink.result() if detectors else {}
+    if tally is not None:
+        tally.reduce()
     result = metrics.result(time.perf_counter() - t0, precision=precision)
-    return AttackOutputs(result, sink.result() if detectors else {}, tally, metrics.robust_flags(), metrics.broken_by())
+    return AttackOutputs(result, scores, tally, metrics.robust_flags(), metrics.broken_by())
 
 
 @dataclass
@@ -339,7 +365,7 @@ def detector_attack_pass(
     advs: list[torch.Tensor] = []
     synchronize(device)
     t0 = time.perf_counter()
-    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress):
+    for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress, shard=True):
         clean = clean_scores[b.start : b.start + len(b)] if clean_scores is not None else None
         x_adv, scores = attack.run(model, detector, b.x, raise_score=raise_score, generator=gen, clean_scores=clean)
         parts.append(scores.detach().float().cpu())
@@ -347,8 +373,10 @@ def detector_attack_pass(
             xs.append(b.x.cpu())
             advs.append(x_adv.cpu())
     synchronize(device)
-    seconds = time.perf_counter() - t0
-    out = DetectorAttackOutputs(torch.cat(parts) if parts else torch.empty(0), seconds=seconds)
-    if keep_inputs and xs:
-        out.x, out.x_adv = torch.cat(xs), torch.cat(advs)
+    out = DetectorAttackOutputs(all_gather_cat(torch.cat(parts) if parts else torch.empty(0)))
+    if keep_inputs:
+        x = all_gather_cat(torch.cat(xs) if xs else torch.empty(0))
+        if len(x):
+            out.x, out.x_adv = x, all_gather_cat(torch.cat(advs) if advs else torch.empty(0))
+    out.seconds = time.perf_counter() - t0
     return out
