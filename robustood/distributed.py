@@ -14,6 +14,7 @@ for one process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -126,6 +127,7 @@ def init_from_env(device: str | torch.device | None = None) -> World:
         torch.cuda.set_device(mine)
         backend = "nccl" if dist.is_nccl_available() else "gloo"
     dist.init_process_group(backend, timeout=TIMEOUT)
+    atexit.register(shutdown)  # a group left open at exit can abort the process under gloo
     return world()
 
 
