@@ -226,10 +226,11 @@ class AttackMetrics:
         if not w.distributed:
             return
         self._cols = {k: [all_gather_cat(self._column(k).cpu(), w)] for k in self._COLUMNS}
-        if self._broken_by or all_reduce_sum([len(self._broken_by)], w)[0]:
+        ensembles, tracked = all_reduce_sum([len(self._broken_by), self._tracked_any], w)  # every rank calls it
+        if ensembles:
             mine = torch.cat(self._broken_by).cpu() if self._broken_by else torch.zeros(0, dtype=torch.int64)
             self._broken_by = [all_gather_cat(mine, w)]
-        self._tracked_any = bool(all_reduce_sum([self._tracked_any], w)[0])
+        self._tracked_any = bool(tracked)
         if self.keep > 0:
             kept: dict[str, list[np.ndarray]] = {}
             for key in ("x", "y", "x_adv", "pred", "conf", "pred_adv", "conf_adv", "target"):
