@@ -88,6 +88,8 @@ COMPARE = [
     "msp,maxlogit,mahalanobis,knn",
     "--ood",
     "noise,adv:fgsm:16/255",
+    "--defense",
+    "squeeze",
     "--batch-size",
     "64",
     "--all-metrics",

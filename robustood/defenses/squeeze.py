@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..detectors.base import BaseDetector, batches
@@ -208,23 +208,29 @@ class FeatureSqueezingDetector(BaseDetector):
 
         ``device``: where to score (default: the constructor's ``device``, else the batches'
         own device, CPU for a dataset). With a fixed ``threshold`` the data only measures the
-        false-positive rate ``fpr_``.
+        false-positive rate ``fpr_``. Under ``torchrun`` a dataset is scored in shards of whole
+        batches and the scores pooled, so every rank sets the same threshold.
         """
+        from ..distributed import all_gather_cat, shard_batches, world
+
         model.eval()
         target = device if device is not None else self.device
         dev = select_device(target) if target is not None else None
+        size = batch_size or self.batch_size
+        w = world()
+        if w.distributed and isinstance(data, Dataset):
+            data = Subset(data, shard_batches(len(data), size, w))  # type: ignore[arg-type]
+            progress = progress if w.is_main else False
         scores, seen = [], torch.device("cpu")
-        for x, _ in tqdm(
-            batches(data, batch_size or self.batch_size), desc="squeeze: fit", leave=False, disable=_off(progress)
-        ):
+        for x, _ in tqdm(batches(data, size), desc="squeeze: fit", leave=False, disable=_off(progress)):
             x = x.to(dev) if dev is not None else x
             seen = x.device
             with torch.no_grad():
                 logits = model(x)
             scores.append(self.squeeze_outputs(model, x, logits)[0].cpu())
-        if not scores:
+        calibration = all_gather_cat(torch.cat(scores) if scores else torch.empty(0))
+        if not len(calibration):
             raise RobustoodError("feature squeezing needs clean images to fit on; the dataset is empty")
-        calibration = torch.cat(scores)
         if self.threshold is not None:
             threshold = float(self.threshold)
         else:
