@@ -121,6 +121,11 @@ def _load_state(state_file: Path) -> dict | None:
     return saved
 
 
+RANK_SEED_STRIDE = 1_000_000_007
+"""Offset of each rank's random draws (dropout, noise, outliers) under DDP, so ranks do not
+draw the same noise for different images; rank 0 draws what a single process draws."""
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
@@ -269,7 +274,8 @@ def fit(
         gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
         model.train()
         loss_sum, correct, seen, te = 0.0, 0, 0, time.perf_counter()
-        with seeded(_epoch_seed(cfg.seed, epoch)):  # dropout and the objective's random draws
+        # dropout and the objective's random draws; each rank draws its own (rank 0: as one process)
+        with seeded(_epoch_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * w.rank):
             for x, y, scale in _train_batches(bundle, cfg.batch_size, gen, w):
                 check_images(x, what="the training images")
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
