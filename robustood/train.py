@@ -28,7 +28,7 @@ from .errors import RobustoodError
 from .inference import accuracy, check_images, iter_batches, predict_logits
 from .utils import check_seed, seeded, select_device, write_bytes
 
-__all__ = ["Objective", "TrainConfig", "TrainResult", "cross_entropy", "fit"]
+__all__ = ["Objective", "TrainConfig", "TrainResult", "cross_entropy", "fit", "rank_batches"]
 
 log = logging.getLogger(__name__)
 
