@@ -35,6 +35,7 @@ __all__ = [
     "init_from_env",
     "is_main",
     "shard_batches",
+    "unwrap",
     "world",
 ]
 
@@ -241,6 +242,15 @@ def main_first(w: World | None = None) -> Iterator[bool]:
     finally:
         if w.is_main:
             barrier(w)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a ``DistributedDataParallel`` wrapper (``model`` itself otherwise):
+    attacks run on it, because a pass through the wrapper expects a gradient-synchronising
+    backward pass on every rank."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def shutdown() -> None:

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from . import distributed as dist_
 from .data import DatasetBundle
 from .errors import RobustoodError, WriteError
 from .inference import accuracy
@@ -311,8 +312,11 @@ def pretrained(
     _, epochs = split_recipe(recipe)
     objective = objective_for(recipe, bundle)  # validates the recipe before any work
     path = cached_model_path(bundle, arch, recipe, seed, cache, config)
-    dev = torch.device(device)
+    w = dist_.init_from_env(device)
+    dev = torch.device(dist_.local_device(device))
     cached = None if retrain else _load_cached(path, bundle)
+    if _any_missing([cached], w):
+        cached = None
     if cached is not None:
         model, meta = cached
         return model.to(dev).eval(), meta
@@ -321,7 +325,8 @@ def pretrained(
         cfg = replace(cfg, epochs=epochs)
     with seeded(seed):
         model = build_model(arch, bundle.info)
-    log.info("training %s on %s (recipe %s), cached as %s", arch, bundle.info.key, recipe, path.name)
+    if w.is_main:
+        log.info("training %s on %s (recipe %s), cached as %s", arch, bundle.info.key, recipe, path.name)
     result = fit(
         model,
         bundle,
@@ -343,22 +348,33 @@ def pretrained(
         "config": asdict(cfg),
     }
     try:
-        meta["test_accuracy"] = accuracy(model, bundle.test, dev)
-    except Exception:
-        _save_trained(model, path, bundle, arch, meta)  # never lose a trained model to an evaluation error
-        raise
-    _save_trained(model, path, bundle, arch, meta)
-    log.info(
-        "trained %s on %s (recipe %s): %d epochs in %.1f s, validation accuracy %.3f, test accuracy %.3f",
-        arch,
-        bundle.info.key,
-        recipe,
-        meta["epochs"],
-        result.seconds,
-        result.best_val_accuracy,
-        meta["test_accuracy"],
-    )
+        if w.is_main:  # the weights are identical on every rank; rank 0 alone scores and writes them
+            try:
+                meta["test_accuracy"] = accuracy(model, bundle.test, dev)
+            except Exception:
+                _save_trained(model, path, bundle, arch, meta)  # never lose a trained model to an evaluation error
+                raise
+            _save_trained(model, path, bundle, arch, meta)
+            log.info(
+                "trained %s on %s (recipe %s): %d epochs in %.1f s, validation accuracy %.3f, test accuracy %.3f",
+                arch,
+                bundle.info.key,
+                recipe,
+                meta["epochs"],
+                result.seconds,
+                result.best_val_accuracy,
+                meta["test_accuracy"],
+            )
+    finally:
+        meta = dist_.broadcast_object(meta, w)  # rank 0's test accuracy, once its cache entry is written
     return model.eval(), {"arch": arch, **meta, "path": str(path)}
+
+
+def _any_missing(entries: list[Any], w: dist_.World) -> bool:
+    """Whether any rank lacks one of ``entries`` (a cache entry not found or unusable): then
+    every rank trains together, so all ranks take the same path through the collectives."""
+    missing = any(entry is None for entry in entries)
+    return missing if not w.distributed else dist_.all_reduce_sum([float(missing)], w)[0] > 0
 
 
 def _load_cached(path: Path, bundle: DatasetBundle) -> tuple[Classifier, dict[str, Any]] | None:
@@ -408,43 +424,47 @@ def distilled_pretrained(
 
     t = check_temperature(temperature)
     arch = (arch or default_arch(bundle.info)).lower()
-    dev = torch.device(device)
+    w = dist_.init_from_env(device)
+    dev = torch.device(dist_.local_device(device))
     paths = [
         cached_model_path(bundle, arch, f"{kind}:{t:g}", seed, cache, config) for kind in ("distill-teacher", "distill")
     ]
     loaded = [None if retrain else _load_cached(p, bundle) for p in paths]
-    if all(entry is not None for entry in loaded):
+    if not _any_missing(loaded, w):
         (teacher, meta_t), (student, meta_s) = loaded  # type: ignore[misc]
         meta = {"arch": arch, "temperature": t, "teacher_epochs": int(meta_t["epochs"])}
         return teacher.to(dev).eval(), student.to(dev).eval(), {**meta, "epochs": int(meta_s["epochs"])}
     cfg = config or TrainConfig(seed=seed)
-    log.info("training a distilled %s on %s (teacher and student, T=%g)", arch, bundle.info.key, t)
+    if w.is_main:
+        log.info("training a distilled %s on %s (teacher and student, T=%g)", arch, bundle.info.key, t)
     result = distil(bundle, temperature=t, arch=arch, config=cfg, device=dev, progress=progress)
-    for path, model, kind, epochs in zip(
-        paths,
-        (result.teacher, result.student),
-        ("distill-teacher", "distill"),
-        (result.teacher_epochs, result.student_epochs),
-        strict=True,
-    ):
-        save_checkpoint(
-            model,  # type: ignore[arg-type]
-            path,
-            bundle.info,
-            arch,
-            recipe=f"{kind}:{t:g}",
-            seed=seed,
-            epochs=epochs,
-            test_accuracy=accuracy(model, bundle.test, dev),
-            config=asdict(cfg),
-        )
+    with dist_.main_first(w) as main:  # rank 0 writes both entries; the others use the networks in memory
+        if main:
+            for path, model, kind, epochs in zip(
+                paths,
+                (result.teacher, result.student),
+                ("distill-teacher", "distill"),
+                (result.teacher_epochs, result.student_epochs),
+                strict=True,
+            ):
+                save_checkpoint(
+                    model,  # type: ignore[arg-type]
+                    path,
+                    bundle.info,
+                    arch,
+                    recipe=f"{kind}:{t:g}",
+                    seed=seed,
+                    epochs=epochs,
+                    test_accuracy=accuracy(model, bundle.test, dev),
+                    config=asdict(cfg),
+                )
+            log.info(
+                "trained a distilled %s on %s (T=%g): teacher %d epochs, student %d epochs",
+                arch,
+                bundle.info.key,
+                t,
+                result.teacher_epochs,
+                result.student_epochs,
+            )
     meta = {"arch": arch, "temperature": t, "teacher_epochs": result.teacher_epochs, "epochs": result.student_epochs}
-    log.info(
-        "trained a distilled %s on %s (T=%g): teacher %d epochs, student %d epochs",
-        arch,
-        bundle.info.key,
-        t,
-        result.teacher_epochs,
-        result.student_epochs,
-    )
     return result.teacher, result.student, meta

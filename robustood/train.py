@@ -1,4 +1,4 @@
-"""The training loop: fixed seed, validation, early stopping, resumable.
+"""The training loop: fixed seed, validation, early stopping, resumable, DDP under torchrun.
 
 :func:`fit` trains any classifier with a pluggable *objective* (plain cross-entropy by
 default; adversarial training, noise augmentation and outlier exposure plug in the same
@@ -13,7 +13,7 @@ import logging
 import numbers
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed as dist_
 from .data import DatasetBundle
 from .errors import RobustoodError
-from .inference import accuracy, check_images, iter_batches
+from .inference import accuracy, check_images, iter_batches, predict_logits
 from .utils import check_seed, seeded, select_device, write_bytes
 
-__all__ = ["Objective", "TrainConfig", "TrainResult", "cross_entropy", "fit"]
+__all__ = ["Objective", "TrainConfig", "TrainResult", "cross_entropy", "fit", "rank_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,78 @@ def _load_state(state_file: Path) -> dict | None:
     return saved
 
 
+RANK_SEED_STRIDE = 1_000_000_007
+"""Offset of each rank's random draws (dropout, noise, outliers) under DDP, so ranks do not
+draw the same noise for different images; rank 0 draws what a single process draws."""
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
+
+
+def rank_batches(
+    n: int, batch_size: int, generator: torch.Generator, w: dist_.World
+) -> Iterator[tuple[torch.Tensor, int]]:
+    """This rank's share of each *global* batch of one epoch: ``(indices, global batch size)``.
+
+    The epoch's seeded permutation of ``n`` samples is cut into global batches of
+    ``batch_size``; each is split into ``w.size`` consecutive parts of ``len // size`` (the
+    first ``len % size`` ranks take one more). A last global batch smaller than ``w.size`` is
+    padded with the epoch's first samples, so every rank has at least one sample per step
+    (the only repeated samples).
+    """
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        batch = order[start : start + batch_size]
+        if len(batch) < w.size:
+            batch = torch.cat([batch, order[: w.size - len(batch)]])
+        size, extra = divmod(len(batch), w.size)
+        lo = w.rank * size + min(w.rank, extra)
+        yield batch[lo : lo + size + (1 if w.rank < extra else 0)], len(batch)
+
+
+def _train_batches(
+    bundle: DatasetBundle, batch_size: int, generator: torch.Generator, w: dist_.World
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """``(x, y, scale)`` training batches of one epoch for this rank. ``scale`` multiplies the
+    loss before the backward pass so that DDP's mean over ranks of the gradients equals the
+    gradient of the mean loss over the global batch (``size · local / global``; 1 in one process)."""
+    if not w.distributed:
+        for x, y in iter_batches(bundle.train, batch_size, shuffle=True, generator=generator):
+            yield x, y, 1.0
+        return
+    ds = bundle.train
+    for idx, total in rank_batches(len(ds), batch_size, generator, w):  # type: ignore[arg-type]
+        x, y = next(iter_batches(torch.utils.data.Subset(ds, idx.tolist()), len(idx)))
+        yield x, y, w.size * len(idx) / total
+
+
+def _val_accuracy(model: nn.Module, bundle: DatasetBundle, dev: torch.device, w: dist_.World) -> float:
+    """Validation accuracy; under DDP each rank scores a shard and the counts are summed, so
+    every rank takes the same early-stopping decision."""
+    if not w.distributed:
+        return accuracy(model, bundle.val, dev)
+    shard = dist_.shard_batches(len(bundle.val), 256, w)  # type: ignore[arg-type]
+    logits, y = predict_logits(model, torch.utils.data.Subset(bundle.val, list(shard)), dev)
+    hits = int((logits.argmax(1) == y).sum()) if len(y) else 0  # a rank past the last batch scores none
+    correct, total = dist_.all_reduce_sum([hits, len(y)], w)
+    return int(correct) / int(total) if total else float("nan")
+
+
+def _sync_buffers(model: nn.Module, w: dist_.World) -> None:
+    """Rank 0's buffers (batch-norm running statistics) on every rank: DDP syncs them at each
+    forward, but the last training step updates them locally, and validation and the kept
+    weights must be identical on every rank."""
+    if w.distributed:
+        import torch.distributed as dist
+
+        for b in model.buffers():
+            dist.broadcast(b.data, src=0)
+
+
+def _any_rank(flag: bool, w: dist_.World) -> bool:
+    """Whether ``flag`` is true on any rank (so every rank stops together)."""
+    return flag if not w.distributed else dist_.all_reduce_sum([float(flag)], w)[0] > 0
 
 
 def fit(
@@ -142,6 +213,13 @@ def fit(
     run resumed from ``state_path`` (written atomically after every epoch and removed on
     success) ends with the same weights as an uninterrupted one.
 
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), ``fit`` joins the process group and trains
+    in DistributedDataParallel: ``config.batch_size`` stays the *global* batch, split over
+    the ranks (:func:`rank_batches`); validation counts are summed over ranks, so every rank
+    keeps the same best epoch and ends with identical weights; rank 0 alone reads and writes
+    ``state_path`` (its state is broadcast on resume) and shows the progress bar.
+    ``on_epoch_end`` is called on every rank with the same record.
+
     Args:
         objective: ``objective(model, x, y) -> (loss, logits)``; see :data:`Objective`.
         state_path: where to keep the resumable training state; resumes if it exists.
@@ -149,7 +227,8 @@ def fit(
         on_epoch_end: called with ``(epoch, record)`` after each epoch.
     """
     cfg = config or TrainConfig()
-    dev = select_device(device)
+    w = dist_.init_from_env(device)
+    dev = select_device(dist_.local_device(device))
     model.to(dev)
     opt = _optimizer(model, cfg)
     result = TrainResult()
@@ -158,7 +237,8 @@ def fit(
     state_file = Path(state_path) if state_path is not None else None
     if len(bundle.train) == 0:  # type: ignore[arg-type]
         raise RobustoodError(f"the training split of {bundle.info.name} is empty; nothing to train on")
-    saved = _load_state(state_file) if state_file is not None else None
+    saved = _load_state(state_file) if state_file is not None and w.is_main else None
+    saved = dist_.broadcast_object(saved, w)  # rank 0's file: every rank resumes at the same epoch
     if saved is not None:
         initial = ({k: v.clone() for k, v in model.state_dict().items()}, opt.state_dict())
         try:
@@ -179,6 +259,7 @@ def fit(
             opt = _optimizer(model, cfg)
             best_state, start_epoch, since_best = None, 0, 0
             result = TrainResult()
+    net = _wrap(model, dev, w)
     t0 = time.perf_counter()
     bar = tqdm(
         range(start_epoch, cfg.epochs),
@@ -187,29 +268,33 @@ def fit(
         initial=start_epoch,
         total=cfg.epochs,
         leave=False,
-        disable=None if progress is None else not progress,
+        disable=not w.is_main or (None if progress is None else not progress),
     )
     for epoch in bar:
         gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
         model.train()
         loss_sum, correct, seen, te = 0.0, 0, 0, time.perf_counter()
-        with seeded(_epoch_seed(cfg.seed, epoch)):  # dropout and the objective's random draws
-            for x, y in iter_batches(bundle.train, cfg.batch_size, shuffle=True, generator=gen):
+        # dropout and the objective's random draws; each rank draws its own (rank 0: as one process)
+        with seeded(_epoch_seed(cfg.seed, epoch) + RANK_SEED_STRIDE * w.rank):
+            for x, y, scale in _train_batches(bundle, cfg.batch_size, gen, w):
                 check_images(x, what="the training images")
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                loss, logits = objective(model, x, y)
-                if not torch.isfinite(loss.detach()).all():
+                loss, logits = objective(net, x, y)
+                if _any_rank(not torch.isfinite(loss.detach()).all(), w):
                     raise RobustoodError(
                         f"training diverged: the loss became {float(loss.detach())} in epoch {epoch + 1}; "
                         "use a smaller learning rate (--lr) or check the data"
                     )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * scale if scale != 1.0 else loss).backward()
                 opt.step()
                 loss_sum += float(loss.detach()) * len(y)
                 correct += int((logits.detach().argmax(1) == y).sum())
                 seen += len(y)
-        val_acc = accuracy(model, bundle.val, dev)
+        if w.distributed:
+            _sync_buffers(model, w)
+            loss_sum, correct, seen = dist_.all_reduce_sum([loss_sum, correct, seen], w)
+        val_acc = _val_accuracy(model, bundle, dev, w)
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(seen, 1),
@@ -224,7 +309,7 @@ def fit(
         else:
             since_best += 1
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
-        if state_file is not None:
+        if state_file is not None and w.is_main:
             buf = io.BytesIO()
             torch.save(
                 {
@@ -250,6 +335,16 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - t0
-    if state_file is not None:
+    if state_file is not None and w.is_main:
         state_file.unlink(missing_ok=True)
     return result
+
+
+def _wrap(model: nn.Module, dev: torch.device, w: dist_.World) -> nn.Module:
+    """``model`` in DistributedDataParallel under a process group (``model`` itself otherwise):
+    the training passes go through the wrapper, so gradients are averaged over ranks."""
+    if not w.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)

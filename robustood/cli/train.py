@@ -201,8 +201,10 @@ def train(
       robustood train --adversarial fgsm --eps 2/255 --adv-weight 0.5
       robustood train --noise 8/255
       robustood train --outlier-exposure noise
+      torchrun --nproc_per_node 4 -m robustood train --device cuda   # DDP, see docs/training.md
     """
     from ..data import load_dataset
+    from ..distributed import is_main
     from ..models import default_arch, save_checkpoint
     from ..resolve import cached_model_path, pretrained
     from ..train import TrainConfig
@@ -226,6 +228,8 @@ def train(
         retrain=retrain,
         progress=progress_flag(quiet),
     )
+    if not is_main():  # under torchrun, rank 0 alone writes the checkpoint copy and the report
+        return
     outputs = Outputs(f"the model was trained and is cached at {checkpoint}")
     if save is not None:
         with outputs.write():

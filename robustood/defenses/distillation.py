@@ -9,6 +9,10 @@ Perturbations against Deep Neural Networks", IEEE S&P 2016.
    the same T by ART's ``DefensiveDistillation`` (ART only relabels and calls the
    estimator's ``fit``; robustood hands it both networks wrapped as ``softmax(· / T)``,
    because ART requires probability outputs and its own temperature is fixed at 1).
+   Under ``torchrun`` the teacher trains in DistributedDataParallel like any recipe; ART's
+   loop has no DDP, so rank 0 alone trains the student while the other ranks wait, and
+   its weights are then broadcast to every rank (the wait is bounded by
+   ``ROBUSTOOD_DIST_TIMEOUT_MIN``, 30 minutes by default).
 3. The student is used at **T = 1**: its logits are about T times larger than a plainly
    trained model's, its softmax saturates and gradients of the cross-entropy vanish in
    float32. That *masks* gradients rather than removing adversarial examples (Carlini &
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed as dist_
 from ..data import DatasetBundle, stack_dataset
 from ..errors import RobustoodError
 from ..models import build_model, default_arch
@@ -112,7 +117,8 @@ def distil(
     """
     t = check_temperature(temperature)
     cfg = config or TrainConfig()
-    dev = torch.device(device)
+    w = dist_.init_from_env(device)
+    dev = torch.device(dist_.local_device(device))
     arch = (arch or default_arch(bundle.info)).lower()
     teacher_epochs = 0
     if teacher is None:
@@ -124,12 +130,16 @@ def distil(
     epochs = int(student_epochs) if student_epochs is not None else (teacher_epochs or cfg.epochs)
     if epochs < 1:
         raise RobustoodError(f"student_epochs must be at least 1, got {student_epochs}")
-    x, _ = stack_dataset(bundle.train)
     with seeded(cfg.seed + 1):  # the student's initialisation and ART's shuffling
         student = build_model(arch, bundle.info).to(dev)
-        _art.distil_with_art(
-            teacher, student, x, temperature=t, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=dev
-        )
+        if w.is_main:  # ART's own loop has no DDP: rank 0 trains the student, the others wait for it
+            x, _ = stack_dataset(bundle.train)
+            _art.distil_with_art(
+                teacher, student, x, temperature=t, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=dev
+            )
+    if w.distributed:
+        weights = {k: v.detach().cpu() for k, v in student.state_dict().items()} if w.is_main else None
+        student.load_state_dict(dist_.broadcast_object(weights, w))
     return Distilled(teacher, student.eval(), t, teacher_epochs, epochs)
 
 

@@ -17,6 +17,10 @@ gradient and the clean term's parameter gradients (the model is in training mode
 as in Wong et al., "Fast is better than free", ICLR 2020). The parameter gradients are
 handed to :func:`~robustood.train.fit`'s backward through a zero-valued linear term.
 An epoch then costs about two clean epochs instead of about 2.7.
+
+Under DistributedDataParallel (``torchrun``) ``model`` is the DDP wrapper: attacks run on
+the network inside it (:func:`robustood.distributed.unwrap`), and the training loss goes
+through the wrapper, so its gradients are averaged over the ranks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from pytorch_ood.loss import OutlierExposureLoss
 from torch import nn
 
+from ..distributed import unwrap
 from ..errors import RobustoodError
 from ..utils import parse_eps
 
@@ -125,7 +130,7 @@ class AdversarialTraining:
         k = max(1, math.ceil(self.share * len(x)))
         if self.fused:
             return self.fused_step(model, x, y, k)
-        x_adv = self._attack(model, x[:k], y[:k]).detach()
+        x_adv = self._attack(unwrap(model), x[:k], y[:k]).detach()
         model.train()  # the attack guard restores the mode; make the training pass explicit
         return _mixed(model, x, y, x_adv, y[:k], self.weight)
 
@@ -136,7 +141,7 @@ class AdversarialTraining:
         ``(1 − w)·∇CE(clean) + w·∇CE(x_adv)``, ``x_adv = clip(x + eps·sign(∇ₓCE(clean)))`` on the first ``k``."""
         params = [p for p in model.parameters() if p.requires_grad]
         x_in = x.detach().requires_grad_(True)
-        clean = model(x_in)
+        clean = unwrap(model)(x_in)  # not through DDP: its gradients reach the loss through ``link``
         loss_clean = F.cross_entropy(clean, y)
         grads = torch.autograd.grad(loss_clean, [x_in, *params], allow_unused=True)
         x_adv = (x[:k] + self.eps * grads[0][:k].sign()).clamp_(0, 1).detach()
@@ -215,7 +220,7 @@ class OutlierExposure:
             assert self.pool is not None
             idx = torch.randint(0, len(self.pool), (len(x),))
             return self.pool[idx].to(x.device, x.dtype, non_blocking=True)
-        x_adv = self._attack(model, x, y).detach()
+        x_adv = self._attack(unwrap(model), x, y).detach()
         model.train()
         return x_adv
 
