@@ -102,7 +102,11 @@ def main() -> None:
     import torch
 
     most = torch.cuda.device_count() if args.device.startswith("cuda") else (os.cpu_count() or 1)
-    sizes = [int(k) for k in args.world_sizes.split(",")] if args.world_sizes else [1 << i for i in range(8) if 1 << i <= most]
+    sizes = (
+        [int(k) for k in args.world_sizes.split(",")]
+        if args.world_sizes
+        else [1 << i for i in range(8) if 1 << i <= most]
+    )
     times: dict[int, list[float]] = {k: [] for k in sizes}
     values: dict[int, list] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,7 +48,7 @@ from .models.external import EXTERNAL_SOURCES, load_external, parse_external
 from .recipes import RECIPES, objective_for, parse_recipe, split_recipe
 from .spec import as_float
 from .train import TrainConfig, fit
-from .utils import cache_dir, seeded
+from .utils import cache_dir, seeded, select_device
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def pretrained(
     objective = objective_for(recipe, bundle)  # validates the recipe before any work
     path = cached_model_path(bundle, arch, recipe, seed, cache, config)
     w = dist_.init_from_env(device)
-    dev = torch.device(dist_.local_device(device))
+    dev = select_device(device)
     cached = None if retrain else _load_cached(path, bundle)
     if _any_missing([cached], w):
         cached = None
@@ -425,7 +425,7 @@ def distilled_pretrained(
     t = check_temperature(temperature)
     arch = (arch or default_arch(bundle.info)).lower()
     w = dist_.init_from_env(device)
-    dev = torch.device(dist_.local_device(device))
+    dev = select_device(device)
     paths = [
         cached_model_path(bundle, arch, f"{kind}:{t:g}", seed, cache, config) for kind in ("distill-teacher", "distill")
     ]

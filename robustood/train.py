@@ -228,7 +228,7 @@ def fit(
     """
     cfg = config or TrainConfig()
     w = dist_.init_from_env(device)
-    dev = select_device(dist_.local_device(device))
+    dev = select_device(device)
     model.to(dev)
     opt = _optimizer(model, cfg)
     result = TrainResult()

@@ -151,7 +151,9 @@ def test_autoattack_and_random_starts_do_not_depend_on_the_split(ckpt, tmp_path)
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     strip = [{k: v for k, v in r.items() if k not in TIMING} for r in json.loads((tmp_path / "one.json").read_text())]
-    assert strip == [{k: v for k, v in r.items() if k not in TIMING} for r in json.loads((tmp_path / "two.json").read_text())]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in TIMING} for r in json.loads((tmp_path / "two.json").read_text())
+    ]
 
 
 def test_an_interrupted_job_resumes_from_its_store(ckpt, tmp_path):
@@ -225,7 +227,9 @@ def test_evaluate_in_a_script_under_torchrun_returns_the_pooled_report_on_every_
     )
     two = _torchrun([str(script)], tmp_path, module=False)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run([sys.executable, str(script)], env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True)
+    one = subprocess.run(
+        [sys.executable, str(script)], env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     single = json.loads((tmp_path / "rows-single.json").read_text())
     assert json.loads((tmp_path / "rows-0.json").read_text()) == single

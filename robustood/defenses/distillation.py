@@ -37,7 +37,7 @@ from ..data import DatasetBundle, stack_dataset
 from ..errors import RobustoodError
 from ..models import build_model, default_arch
 from ..train import Objective, TrainConfig, fit
-from ..utils import seeded
+from ..utils import seeded, select_device
 from . import _art
 
 __all__ = [
@@ -118,7 +118,7 @@ def distil(
     t = check_temperature(temperature)
     cfg = config or TrainConfig()
     w = dist_.init_from_env(device)
-    dev = torch.device(dist_.local_device(device))
+    dev = select_device(device)
     arch = (arch or default_arch(bundle.info)).lower()
     teacher_epochs = 0
     if teacher is None:
