@@ -76,7 +76,7 @@ class _Draws:
         """Random ±1 ``[b, *shape]``, one draw per running input."""
         if self.keys is None:
             return self.choice([b, *shape])
-        return self.keys.signs(shape, *self.stream, *stream)
+        return self.keys.signs(shape, *self.stream, *stream).to(self.device)
 
     def choice(self, shape: list[int]) -> torch.Tensor:
         return torch.sign(2 * torch.rand(shape, generator=self.g) - 1).to(self.device)
