@@ -277,6 +277,7 @@ def apgd(
     if loss not in LOSSES:
         raise RobustoodError(f"unknown APGD loss {loss!r}; use one of {', '.join(LOSSES)}")
     gen = torch.Generator().manual_seed(int(seed)) if keys is None else None
+    keys = keys.to(x.device) if keys is not None else None
     x = x.detach()
     with torch.no_grad():
         logits = model(x)

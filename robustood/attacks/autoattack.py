@@ -122,7 +122,7 @@ def autoattack(
             n_queries=n_queries,
             n_target_classes=n_target_classes,
             p_init=p_init,
-            keys=keys[ind] if keys is not None else None,
+            keys=keys.to(x.device)[ind] if keys is not None else None,
         )
         with torch.no_grad():  # as the reference: the verdict is the model's prediction on the returned point
             fooled = model(adv).argmax(1) != y[ind]

@@ -190,8 +190,8 @@ class Attack(ABC):
     uniform start in the eps ball (PGD), ``targeted`` ``None`` (untargeted), a class index
     or name, ``"random"`` or ``"least-likely"``. ``backend`` is ``"native"`` (device
     tensors, ART's update rule) or ``"art"`` (ART's own attack objects). ``seed`` is the
-    seed a runner such as :func:`~robustood.evaluate.run_attack` gives the generator it
-    passes; ``gamma`` / ``init_norm`` are DDN's norm update and initial norm.
+    seed of the keys a runner such as :func:`~robustood.evaluate.run_attack` passes (with
+    the inputs' dataset indices); ``gamma`` / ``init_norm`` are DDN's norm update and initial norm.
 
     The object holds no state: random starts, random targets and the seed handed to ART
     are drawn from the ``keys`` of each call (per-input streams keyed by the seed and each

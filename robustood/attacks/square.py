@@ -149,7 +149,7 @@ def square(
                 break
             if keys is not None:
                 g = keys.generator(*stream, "square", restart)
-                draws = _Draws(g, x.device, keys[ind], (*stream, "square", restart))
+                draws = _Draws(g, x.device, keys.to(x.device)[ind], (*stream, "square", restart))
             adv = _single_run(model, x[ind], y[ind], eps, norm, n_queries, p_init, draws)
             fooled = model(adv).argmax(1) != y[ind]
             robust[ind[fooled]] = False
