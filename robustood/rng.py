@@ -18,12 +18,13 @@ True
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["Keys", "stream_seed"]
+__all__ = ["Keys", "accepts_keys", "stream_seed"]
 
 _MASK = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -56,6 +57,15 @@ def stream_seed(seed: int, *stream: object) -> int:
     h = _mix_int((int(seed) & _MASK) ^ _GOLDEN)
     h = _mix_int(h ^ ((int(seed) >> 32) & _MASK))
     return _mix_int(h ^ name)
+
+
+def accepts_keys(fn: Callable[..., object]) -> bool:
+    """Whether ``fn`` names a ``keys`` parameter: attack objects written before keys existed
+    are called without them."""
+    try:
+        return "keys" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class Keys:

@@ -29,6 +29,7 @@ from robustood.attacks.gradient import pgd, random_start
 from robustood.attacks.metrics import precision_context
 from robustood.errors import IncompatibleModelError, RobustoodError
 from robustood.evaluate import run_attack
+from robustood.rng import Keys
 
 NORMS = ("inf", "2")
 TARGETS = (None, 3, "random", "least-likely")
@@ -512,15 +513,15 @@ def test_attack_metrics_over_batches_equal_one_update(digits_model, digits_tenso
     assert a.samples.x.shape == (30, 1, 8, 8)
 
 
-def test_run_attack_equals_attack_metrics_with_the_seeded_generator(digits_model, digits_tensors):
-    """``run_attack`` is the batch loop around :class:`AttackMetrics`, one generator seeded with ``seed``."""
+def test_run_attack_equals_attack_metrics_with_keyed_draws(digits_model, digits_tensors):
+    """``run_attack`` is the batch loop around :class:`AttackMetrics`, each batch keyed by ``seed``
+    and its inputs' indices."""
     x, y = digits_tensors[0][:64], digits_tensors[1][:64]
     atk = build_attack("pgd", eps=8 / 255, steps=3, seed=5, targeted="random")
-    gen = torch.Generator().manual_seed(5)
     metrics = AttackMetrics(atk)
     for i in range(0, 64, 16):
         xb, yb = x[i : i + 16], y[i : i + 16]
-        out = atk.generate(digits_model, xb, yb, generator=gen)
+        out = atk.generate(digits_model, xb, yb, keys=Keys(5, torch.arange(i, i + 16)))
         with torch.no_grad():
             metrics.update(xb, yb, digits_model(xb).float(), out, digits_model(out.x_adv).float())
     expected = metrics.result(1.0)

@@ -3,7 +3,8 @@ AutoAttack (APGD-CE, APGD-DLR, APGD-T, FAB-T, Square; the reference's algorithms
 
 ``build_attack(name, eps=...)`` or ``parse_attack_spec("pgd:8/255")`` gives a frozen
 :class:`Attack`; call it as ``attack(model, x, y) -> x_adv`` with images in [0, 1], and
-pass ``generator=`` for reproducible random starts and targets. :func:`robustood.evaluate.run_attack` streams
+pass ``keys=`` (each input's own random streams, :class:`robustood.rng.Keys`) or ``generator=``
+for reproducible random starts and targets. :func:`robustood.evaluate.run_attack` streams
 a dataset through one attack and measures it; :class:`AttackMetrics` is its accumulator.
 
 Layers (each module imports only those above it): ``base`` (the :class:`Attack` base

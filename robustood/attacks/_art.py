@@ -9,6 +9,12 @@ Three things live here, each converting tensors to NumPy and back once:
 - :class:`DecoupledDirectionNorm`, DDN as an ART ``EvasionAttack`` (ART has none);
 - :class:`ARTAttack`, which adapts any ready ART evasion attack object to robustood's
   ``attack(model, x, y) -> x_adv`` interface.
+
+ART draws its random numbers from NumPy's global generator, a batch at a time, so they
+cannot follow each input's own stream (:mod:`robustood.rng`): with keys, a batch's NumPy
+seed is derived from the keys' seed and the batch's first dataset index and size. That is
+deterministic, but an input's result depends on the batch it is in (its size, and with it
+the batch's first index), unlike the native backend's.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 from torch import nn
 
 from ..errors import RobustoodError
+from ..rng import Keys, stream_seed
 from .base import Attack, AttackOutput, attack_mode, norm_label
 from .ddn import ddn
 
@@ -125,19 +132,29 @@ def art_generate(
     y: torch.Tensor,
     target: torch.Tensor | None,
     generator: torch.Generator | None = None,
+    keys: Keys | None = None,
 ) -> AttackOutput:
     """Run ``attack`` through ART on one batch; the result is put back on ``x``'s device.
 
     ART draws random starts from NumPy's global generator: for the call it is seeded with a
-    number drawn from ``generator`` (torch's default generator when ``None``), and DDN gets
-    the same number as its seed, so runs repeat; the caller's NumPy stream is restored after.
+    number drawn from ``generator`` (torch's default generator when ``None``), or with
+    ``keys`` derived from their seed and the batch (:func:`_batch_seed`: deterministic but,
+    unlike the native backend, dependent on how the inputs are batched), and DDN gets the
+    same number as its seed, so runs repeat; the caller's NumPy stream is restored after.
     """
     with torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     estimator = art_estimator(model, x, num_classes)
-    seed = _draw_seed(generator, x.device)
+    seed = _batch_seed(keys, attack.name) if keys is not None else _draw_seed(generator, x.device)
     art = _art_attack(attack, estimator, batch_size=max(1, x.shape[0]), seed=seed)
     return AttackOutput(_generate(art, x, target if target is not None else y, seed), target, None)
+
+
+def _batch_seed(keys: Keys, name: str) -> int:
+    """A NumPy seed for one batch under ``keys``: from their seed, the attack's name and the
+    batch's first dataset index and size (ART draws per batch, not per input)."""
+    first = int(keys.index[0]) if len(keys) else 0
+    return stream_seed(keys.seed, "art", name, first, len(keys))
 
 
 def _draw_seed(generator: torch.Generator | None, device: torch.device) -> int:

@@ -23,8 +23,10 @@ start point, so an input leaves the batch as soon as an iterate is misclassified
 verdict is then final), and a target class or restart runs only on the inputs every
 earlier one failed on. The random starts are drawn, as the reference draws them, from one
 CPU generator seeded per call, for the inputs still robust, so equal verdicts give equal
-starts. On CUDA the batch is compacted every few iterations (one synchronisation); on the
-CPU, where nothing needs synchronising, after every iteration that broke an input.
+starts; or, with keys, input ``i``'s start of restart ``r`` from its own stream
+``("apgd-start", loss, target rank, r)``, whatever batch it is in. On CUDA the batch is
+compacted every few iterations (one synchronisation); on the CPU, where nothing needs
+synchronising, after every iteration that broke an input.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RobustoodError
+from ..rng import Keys
 from .base import Attack, AttackOutput
 
 __all__ = ["APGD", "apgd", "apgd_run", "dlr_loss", "dlr_loss_targeted", "draw_seed", "num_classes"]
@@ -120,17 +123,24 @@ def apgd_run(
     rho: float = 0.75,
     cpu_generator: torch.Generator | None = None,
     start: torch.Tensor | None = None,
+    keys: Keys | None = None,
+    stream: tuple[object, ...] = ("apgd-start",),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One APGD run (the reference's ``attack_single_run``) on inputs ``x`` ``B×C×H×W`` in [0, 1].
 
     Returns ``(fooled [B] bool, x_adv, first)``: which inputs had a misclassified iterate, that
     iterate (the input itself where none was) and the iteration it came at (0 = the start
     point, ``-1`` if none). ``start`` replaces the random start point (a point, not a
-    perturbation). Stops early for an input once it is fooled.
+    perturbation); else it is drawn from ``keys``' ``stream`` (one key per input) if given,
+    or from ``cpu_generator``. Stops early for an input once it is fooled.
     """
     dev = x.device
     b = x.shape[0]
-    if start is None:
+    if start is None and keys is not None:
+        shape = tuple(x.shape[1:])
+        t = 2 * keys.uniform(shape, *stream) - 1 if math.isinf(norm) else keys.normal(shape, *stream)
+        x_adv = x + eps * torch.ones_like(x) * _normalize(t.to(x), norm)
+    elif start is None:
         if math.isinf(norm):
             t = 2 * torch.rand(x.shape, generator=cpu_generator).to(dev) - 1
         else:
@@ -249,6 +259,8 @@ def apgd(
     n_target_classes: int = 9,
     rho: float = 0.75,
     seed: int = 0,
+    keys: Keys | None = None,
+    stream: tuple[object, ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """APGD with restarts (``loss`` ``ce`` or ``dlr``) or APGD-T (``dlr-targeted``: the targeted
     DLR loss against the 2nd, 3rd, … most likely classes of each input, ``n_target_classes``
@@ -257,11 +269,15 @@ def apgd(
     Each run attacks only the inputs still classified correctly. Returns ``(x_adv, robust,
     first)``: the adversarial images (the inputs where none was found), which inputs are
     still classified correctly, and per input the first fooled iteration of the run that
-    broke it (``-1`` if none). ``seed`` seeds the CPU generator of the random starts.
+    broke it (``-1`` if none). ``seed`` seeds the CPU generator of the random starts, drawn
+    in the reference's order; with ``keys`` (one per input) each input's start of each run
+    comes from its own stream ``(*stream, "apgd-start", loss, target rank, restart)``
+    instead, so it does not depend on the batch.
     """
     if loss not in LOSSES:
         raise RobustoodError(f"unknown APGD loss {loss!r}; use one of {', '.join(LOSSES)}")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed)) if keys is None else None
+    keys = keys.to(x.device) if keys is not None else None
     x = x.detach()
     with torch.no_grad():
         logits = model(x)
@@ -274,17 +290,29 @@ def apgd(
     first = torch.full_like(y, -1)
     targets = range(2, min(n_target_classes, k - 1) + 2) if loss == "dlr-targeted" else [None]
     for target_class in targets:
-        for _ in range(restarts):
+        for restart in range(restarts):
             ind = robust.nonzero()[:, 0]
             if ind.numel() == 0:
                 return x_adv, robust, first
             xs, ys = x[ind], y[ind]
+            run_keys = keys[ind] if keys is not None else None
             tgt = None
             if target_class is not None:
                 with torch.no_grad():
                     tgt = model(xs).sort(dim=1)[1][:, -target_class]
             fooled, adv, it = apgd_run(
-                model, xs, ys, eps=eps, norm=norm, n_iter=n_iter, loss=loss, target=tgt, rho=rho, cpu_generator=gen
+                model,
+                xs,
+                ys,
+                eps=eps,
+                norm=norm,
+                n_iter=n_iter,
+                loss=loss,
+                target=tgt,
+                rho=rho,
+                cpu_generator=gen,
+                keys=run_keys,
+                stream=(*stream, "apgd-start", loss, target_class or 0, restart),
             )
             hit = ind[fooled]
             robust[hit] = False
@@ -299,7 +327,8 @@ class APGD(Attack):
 
     ``steps`` is the number of iterations (100), ``restarts`` the runs per input (1) and, for
     APGD-T, ``n_target_classes`` the most likely wrong classes tried (9, capped at the number
-    of classes − 1). One seed drawn from the call's ``generator`` seeds the random starts.
+    of classes − 1). The random starts come from the call's keys (per input, per restart and
+    target) or else from one seed drawn from its ``generator``.
     Build it with :func:`robustood.attacks.build_attack`; ``backend="art"`` runs ART's
     ``AutoProjectedGradientDescent`` (APGD-CE and APGD-DLR only).
     """
@@ -318,6 +347,7 @@ class APGD(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         x_adv, _, first = apgd(
             model,
@@ -329,7 +359,8 @@ class APGD(Attack):
             restarts=self.restarts,
             loss=self.loss,
             n_target_classes=self.n_target_classes,
-            seed=draw_seed(generator, x.device),
+            seed=draw_seed(generator, x.device) if keys is None else 0,
+            keys=keys,
         )
         simple = self.loss != "dlr-targeted" and self.restarts == 1
         return AttackOutput(x_adv, None, first if simple else None)

@@ -7,7 +7,8 @@ wrong classes, 100 iterations each), FAB-T (9 target classes, 100 iterations eac
 Square (5,000 queries, ``p_init = 0.8``), each run only on the inputs every earlier attack
 failed on; an input is robust only if it survives all four, and its adversarial example is
 the first one found. As in the reference, each attack starts its random stream from the
-same seed (here one number drawn from the call's generator).
+same seed (here one number drawn from the call's generator); with keys, each component
+draws from each input's own streams, named after the component.
 
 :func:`autoattack` also returns which attack broke each input (``-1``: none), so a report
 can say when the black-box Square attack succeeded where the gradient attacks failed.
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import RobustoodError
+from ..rng import Keys
 from .apgd import apgd, draw_seed
 from .base import Attack, AttackOutput
 from .fab import fab_targeted
@@ -47,18 +49,33 @@ def run_sub_attack(
     n_queries: int = 5000,
     n_target_classes: int = 9,
     p_init: float = 0.8,
+    keys: Keys | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One AutoAttack component on ``x`` (all classified correctly): ``(x_adv, robust)``."""
+    """One AutoAttack component on ``x`` (all classified correctly): ``(x_adv, robust)``; with
+    ``keys`` (one per input) its draws come from the inputs' streams under ``name``."""
+    stream = ("autoattack", name)
     if name in ("apgd-ce", "apgd-dlr", "apgd-t"):
         loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[name]
         x_adv, robust, _ = apgd(
-            model, x, y, eps=eps, norm=norm, n_iter=n_iter, loss=loss, n_target_classes=n_target_classes, seed=seed
+            model,
+            x,
+            y,
+            eps=eps,
+            norm=norm,
+            n_iter=n_iter,
+            loss=loss,
+            n_target_classes=n_target_classes,
+            seed=seed,
+            keys=keys,
+            stream=stream,
         )
         return x_adv, robust
     if name == "fab-t":
         return fab_targeted(model, x, y, eps=eps, norm=norm, n_iter=n_iter, n_target_classes=n_target_classes)
     if name == "square":
-        return square(model, x, y, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init, seed=seed)
+        return square(
+            model, x, y, eps=eps, norm=norm, n_queries=n_queries, p_init=p_init, seed=seed, keys=keys, stream=stream
+        )
     raise RobustoodError(f"unknown AutoAttack component {name!r}; use {', '.join(_KNOWN)}")
 
 
@@ -75,11 +92,14 @@ def autoattack(
     n_queries: int = 5000,
     n_target_classes: int = 9,
     p_init: float = 0.8,
+    keys: Keys | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``attacks`` in turn on the inputs still robust; returns ``(x_adv, robust, broken_by)``.
 
-    ``x`` is ``B×C×H×W`` in [0, 1]; ``broken_by[i]`` is the position in ``attacks`` of the
-    attack that broke input ``i`` (``-1`` if none did or it was misclassified already).
+    ``x`` is ``B×C×H×W`` in [0, 1]; every component draws from ``seed`` (the reference's
+    order) or, with ``keys`` (one per input), from the inputs' own streams. ``broken_by[i]``
+    is the position in ``attacks`` of the attack that broke input ``i`` (``-1`` if none did
+    or it was misclassified already).
     """
     x = x.detach()
     with torch.no_grad():
@@ -102,6 +122,7 @@ def autoattack(
             n_queries=n_queries,
             n_target_classes=n_target_classes,
             p_init=p_init,
+            keys=keys.to(x.device)[ind] if keys is not None else None,
         )
         with torch.no_grad():  # as the reference: the verdict is the model's prediction on the returned point
             fooled = model(adv).argmax(1) != y[ind]
@@ -133,6 +154,7 @@ class AutoAttack(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         x_adv, _, broken_by = autoattack(
             model,
@@ -140,10 +162,11 @@ class AutoAttack(Attack):
             y,
             eps=self.eps,
             norm=self.norm,
-            seed=draw_seed(generator, x.device),
+            seed=draw_seed(generator, x.device) if keys is None else 0,
             n_iter=self.steps,
             n_queries=self.n_queries,
             n_target_classes=self.n_target_classes,
             p_init=self.p_init,
+            keys=keys,
         )
         return AttackOutput(x_adv, None, None, broken_by)

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 from ..errors import RobustoodError
+from ..rng import Keys
 
 __all__ = [
     "TARGET_MODES",
     "Attack",
     "AttackOutput",
     "attack_mode",
+    "check_keys",
     "norm_label",
     "parse_norm",
     "resolve_target_class",
@@ -120,11 +122,16 @@ def select_targets(
     logits: torch.Tensor | None,
     num_classes: int,
     generator: torch.Generator | None = None,
+    keys: Keys | None = None,
 ) -> torch.Tensor:
     """Target classes ``[B]`` for a batch: a fixed class, a uniformly random class other than
-    the label, or the least-likely class under the clean ``logits`` (``B×K``)."""
+    the label, or the least-likely class under the clean ``logits`` (``B×K``). Random targets
+    come from ``keys`` (stream ``"target"``) when given, else from ``generator``."""
     if targeted == "random":
-        offset = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
+        if keys is not None:
+            offset = keys.integers(1, num_classes, "target").to(y.device)
+        else:
+            offset = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
         return (y + offset) % num_classes
     if targeted == "least-likely":
         if logits is None:
@@ -137,6 +144,18 @@ def select_targets(
     if not 0 <= targeted < num_classes:
         raise RobustoodError(f"target class {targeted} is out of range for a model with {num_classes} classes")
     return torch.full_like(y, int(targeted))
+
+
+def check_keys(keys: Keys | None, generator: torch.Generator | None, x: torch.Tensor) -> Keys | None:
+    """``keys`` on ``x``'s device after checking they hold one key per input and come without a
+    ``generator`` (the two are alternative sources of the same draws)."""
+    if keys is None:
+        return None
+    if generator is not None:
+        raise RobustoodError("pass generator= or keys=, not both: keys replace the generator's draws")
+    if len(keys) != x.shape[0]:
+        raise RobustoodError(f"keys hold {len(keys)} inputs but x holds {x.shape[0]}; pass one key per input")
+    return keys.to(x.device)
 
 
 @contextlib.contextmanager
@@ -171,15 +190,17 @@ class Attack(ABC):
     uniform start in the eps ball (PGD), ``targeted`` ``None`` (untargeted), a class index
     or name, ``"random"`` or ``"least-likely"``. ``backend`` is ``"native"`` (device
     tensors, ART's update rule) or ``"art"`` (ART's own attack objects). ``seed`` is the
-    seed a runner such as :func:`~robustood.evaluate.run_attack` gives the generator it
-    passes; ``gamma`` / ``init_norm`` are DDN's norm update and initial norm.
+    seed of the keys a runner such as :func:`~robustood.evaluate.run_attack` passes (with
+    the inputs' dataset indices); ``gamma`` / ``init_norm`` are DDN's norm update and initial norm.
 
     The object holds no state: random starts, random targets and the seed handed to ART
-    are drawn from the ``generator`` of each call (torch's default generator when
-    ``None``), so the same generator state gives the same result.
+    are drawn from the ``keys`` of each call (per-input streams keyed by the seed and each
+    input's dataset index, see :mod:`robustood.rng`: a result does not depend on the batch
+    size or order) or else from its ``generator`` (torch's default generator when ``None``),
+    so the same keys or generator state give the same result.
 
     >>> atk = build_attack("pgd", eps=8 / 255)                                  # doctest: +SKIP
-    >>> x_adv = atk(model, x, y, generator=torch.Generator().manual_seed(0))   # doctest: +SKIP
+    >>> x_adv = atk(model, x, y, keys=Keys(0, torch.arange(len(x))))             # doctest: +SKIP
     """
 
     name: str
@@ -236,16 +257,21 @@ class Attack(ABC):
         )
 
     def targets(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+        keys: Keys | None = None,
     ) -> torch.Tensor | None:
         """The target class of every input (``None`` for an untargeted attack); random targets
-        are drawn from ``generator`` (torch's default generator when ``None``)."""
+        are drawn from ``keys`` if given, else from ``generator`` (torch's default when ``None``)."""
         if self.targeted is None:
             return None
         with torch.no_grad():
             logits = model(x).float() if self.targeted == "least-likely" else None
             num_classes = int((logits if logits is not None else model(x[:1])).shape[1])
-        return select_targets(self.targeted, y, logits, num_classes, generator)
+        return select_targets(self.targeted, y, logits, num_classes, generator, keys)
 
     def generate(
         self,
@@ -255,15 +281,21 @@ class Attack(ABC):
         target: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        keys: Keys | None = None,
     ) -> AttackOutput:
         """Attack a batch and report the targets used and the per-sample first success.
 
         ``x`` is ``B×C×H×W`` in [0, 1], ``y`` the labels ``[B]``, ``target`` optional target
-        classes ``[B]`` of a targeted attack. Every random draw comes from ``generator``
-        (on ``x``'s device; ``None``: torch's default generator).
+        classes ``[B]`` of a targeted attack. With ``keys`` (one per input: the seed and the
+        inputs' dataset indices) every per-input draw comes from the input's own streams and
+        draws the batch shares from ``keys.generator(...)``, so an input's result does not
+        depend on the batch it is in (ART's backend excepted, see :mod:`robustood.attacks._art`).
+        Without keys every random draw comes from ``generator`` (on ``x``'s device; ``None``:
+        torch's default generator).
         """
         if x.dim() < 2 or x.shape[0] != y.shape[0]:
             raise RobustoodError(f"x ({tuple(x.shape)}) and y ({tuple(y.shape)}) must hold the same number of inputs")
+        keys = check_keys(keys, generator, x)
         if generator is not None and generator.device.type != x.device.type:
             raise RobustoodError(
                 f"the generator is on {generator.device.type} but x is on {x.device.type}; "
@@ -273,7 +305,7 @@ class Attack(ABC):
         x = x.detach()
         with attack_mode(model):
             if target is None:
-                target = self.targets(model, x, y, generator)
+                target = self.targets(model, x, y, generator, keys)
             elif self.targeted is None:
                 raise RobustoodError("a target was given to an untargeted attack; build it with targeted=...")
             else:
@@ -284,9 +316,9 @@ class Attack(ABC):
                 if self.backend == "art":
                     from ._art import art_generate  # ART is imported only when an art backend runs
 
-                    out = art_generate(self, model, x, y, target, generator)
+                    out = art_generate(self, model, x, y, target, generator, keys)
                 else:
-                    out = self._run(model, x, y, target, generator)
+                    out = self._run(model, x, y, target, generator, keys)
         return AttackOutput(out.x_adv.detach(), target, out.first_success, out.broken_by)
 
     def __call__(
@@ -297,10 +329,11 @@ class Attack(ABC):
         target: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        keys: Keys | None = None,
     ) -> torch.Tensor:
         """Adversarial images for ``x`` (``B×C×H×W`` in [0, 1]) with labels ``y`` ``[B]``; same device,
         within ``eps`` of ``x`` in the attack's norm, in [0, 1], carrying no autograd graph."""
-        return self.generate(model, x, y, target, generator=generator).x_adv
+        return self.generate(model, x, y, target, generator=generator, keys=keys).x_adv
 
     @abstractmethod
     def _run(
@@ -310,10 +343,12 @@ class Attack(ABC):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         """The family's native algorithm on one non-empty batch, ``eps > 0`` (``backend="art"``
         runs ART's own attack object instead, in :meth:`generate`).
 
         Called by :meth:`generate` with the model in attack mode, gradients enabled, ``x``
-        detached, ``y`` and ``target`` on ``x``'s device.
+        detached, ``y``, ``target`` and ``keys`` on ``x``'s device; random draws come from
+        ``keys`` when given (then ``generator`` is ``None``), else from ``generator``.
         """

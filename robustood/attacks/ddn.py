@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..rng import Keys
 from .base import Attack, AttackOutput
 
 __all__ = ["DDN", "ddn"]
@@ -39,13 +40,15 @@ def ddn(
     max_norm: float | None = None,
     target: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keys: Keys | None = None,
 ) -> AttackOutput:
     """DDN on a batch ``x`` (``B×C×H×W`` in [0, 1]) with labels ``y`` (``[B]``).
 
     ``max_norm`` is the L2 budget in pixel units (``None``: unbounded); with ``target``
     the attack succeeds when the prediction equals the target. Returns the adversarial
     images and per sample the first iteration whose iterate was adversarial (``-1`` if
-    none). ``generator`` draws the random direction used where a gradient is exactly 0.
+    none). The random direction used where a gradient is exactly 0 comes from ``keys`` (one
+    per input, stream ``("ddn-noise", step)``) if given, else from ``generator``.
     """
     x0 = x.detach()
     b = x0.shape[0]
@@ -76,8 +79,14 @@ def ddn(
             best = torch.where(better.view(view), delta, best)
             g_norm = grad.flatten(1).norm(p=2, dim=1)
             zero = (g_norm == 0).view(view)
-            noise = torch.randn(grad.shape, device=grad.device, dtype=grad.dtype, generator=generator)
-            grad = torch.where(zero, noise, grad / g_norm.clamp_min(1e-30).view(view))
+            unit = grad / g_norm.clamp_min(1e-30).view(view)
+            if keys is None:
+                noise = torch.randn(grad.shape, device=grad.device, dtype=grad.dtype, generator=generator)
+                grad = torch.where(zero, noise, unit)
+            elif bool(zero.any()):  # hashing a whole batch costs more than randn: only when needed
+                grad = torch.where(zero, keys.normal(tuple(grad.shape[1:]), "ddn-noise", k, dtype=grad.dtype), unit)
+            else:
+                grad = unit
             delta = delta - alpha * grad
             eps_k = torch.minimum(eps_k * (1 - (2 * is_adv.to(eps_k.dtype) - 1) * gamma), cap)
             d_norm = delta.flatten(1).norm(p=2, dim=1)
@@ -111,6 +120,7 @@ class DDN(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         return ddn(
             model,
@@ -122,4 +132,5 @@ class DDN(Attack):
             max_norm=self.eps,
             target=target,
             generator=generator,
+            keys=keys,
         )

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..rng import Keys
 from .apgd import compact_every
 from .base import Attack, AttackOutput
 
@@ -283,6 +284,7 @@ class FAB(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         x_adv, _ = fab_targeted(
             model, x, y, eps=self.eps, norm=self.norm, n_iter=self.steps, n_target_classes=self.n_target_classes

@@ -10,9 +10,10 @@ checks, a success-rate pass for a log line). This module performs exactly its up
     x_t+1  = x₀ + Π_eps(x' − x₀)         (L∞: clamp to ±eps; L2: rescale to ‖·‖₂ ≤ eps)
 
 with the same random start (uniform in the L∞ cube / uniform in the L2 ball, clipped to
-[0, 1]), keeping every tensor on the input's device and taking gradients with respect
-to the input only. FGSM is one step with ``α = eps`` from ``x₀``; BIM is PGD without a
-random start. ``tests/test_attacks.py`` checks the result equals ART's.
+[0, 1]; from each input's own stream ``"pgd-start"`` when the call has keys), keeping
+every tensor on the input's device and taking gradients with respect to the input only.
+FGSM is one step with ``α = eps`` from ``x₀``; BIM is PGD without a random start.
+``tests/test_attacks.py`` checks the result equals ART's.
 
 :class:`GradientAttack` is the :class:`~robustood.attacks.base.Attack` of the three
 (``backend="art"`` runs ART's own objects through :mod:`robustood.attacks._art`).
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..rng import Keys
 from .base import Attack, AttackOutput
 
 __all__ = ["GradientAttack", "pgd", "project", "random_start", "step_direction"]
@@ -54,19 +56,34 @@ def project(delta: torch.Tensor, eps: float, norm: float) -> torch.Tensor:
     return delta * _per_sample(scale, delta)
 
 
-def random_start(x: torch.Tensor, eps: float, norm: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor,
+    eps: float,
+    norm: float,
+    generator: torch.Generator | None = None,
+    keys: Keys | None = None,
+    stream: tuple[object, ...] = ("pgd-start",),
+) -> torch.Tensor:
     """A point drawn uniformly from the eps ball around each input, clipped to [0, 1].
 
     L∞: uniform in ``[−eps, eps]`` per pixel; L2: Gaussian direction with radius
     ``eps · F(‖a‖²)^{1/d}`` (``F`` the χ²_d CDF, so the radius is ``eps · U^{1/d}``), the
-    distribution of ART's ``random_sphere``, drawn on the device.
+    distribution of ART's ``random_sphere``, drawn on the device. With ``keys`` (one per
+    input) the numbers come from each input's ``stream``, else from ``generator``.
     """
+    shape = tuple(x.shape[1:])
     if math.isinf(norm):
-        noise = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+        if keys is not None:
+            noise = keys.uniform(shape, *stream, dtype=x.dtype)
+        else:
+            noise = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator)
         noise = noise.mul_(2 * eps).sub_(eps)
     else:
         d = x[0].numel()
-        a = torch.randn(x.shape, device=x.device, dtype=torch.float64, generator=generator)
+        if keys is not None:
+            a = keys.normal(shape, *stream, dtype=torch.float64)
+        else:
+            a = torch.randn(x.shape, device=x.device, dtype=torch.float64, generator=generator)
         s2 = a.flatten(1).pow(2).sum(1)
         radius = torch.special.gammainc(torch.full_like(s2, d / 2.0), s2 / 2.0).pow(1.0 / d) * eps
         noise = (a * _per_sample(radius / s2.sqrt(), a)).to(x.dtype)
@@ -91,11 +108,13 @@ def pgd(
     target: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     start: torch.Tensor | None = None,
+    keys: Keys | None = None,
 ) -> AttackOutput:
     """Run ``steps`` projected gradient steps from ``x`` (or a random / given ``start``).
 
     ``x`` is ``B×C×H×W`` in [0, 1], ``y`` the labels ``[B]``; with ``target`` the attack
-    descends the cross-entropy towards those classes. ``start`` (a perturbation of
+    descends the cross-entropy towards those classes. The random start comes from ``keys``
+    (one per input) if given, else from ``generator``. ``start`` (a perturbation of
     ``x``'s shape) replaces the random draw, e.g. to reproduce another implementation's
     start. The model must already be in the state it should be attacked in (see
     :func:`robustood.attacks.base.attack_mode`). Returns the adversarial images and,
@@ -106,14 +125,16 @@ def pgd(
     if start is not None:
         x_adv = (x0 + start.to(x0)).clamp_(0.0, 1.0)
     elif random_init:
-        x_adv = random_start(x0, eps, norm, generator)
+        x_adv = random_start(x0, eps, norm, generator, keys)
     else:
         x_adv = x0
     first = torch.full((x0.shape[0],), -1, dtype=torch.long, device=x0.device)
     for k in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
         logits = model(x_adv)
-        loss = F.cross_entropy(logits, labels)  # mean, as ART's loss (same direction)
+        # mean, as ART's loss; with keys summed (the same direction), so that an input's gradient,
+        # to the last bit, does not depend on the batch size
+        loss = F.cross_entropy(logits, labels, reduction="sum" if keys is not None else "mean")
         (grad,) = torch.autograd.grad(loss, x_adv)
         first = torch.where((first < 0) & _adversarial(logits.detach(), y, target), k, first)
         if target is not None:
@@ -139,6 +160,7 @@ class GradientAttack(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         return pgd(
             model,
@@ -151,4 +173,5 @@ class GradientAttack(Attack):
             random_init=self.random_start,
             target=target,
             generator=generator,
+            keys=keys,
         )

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..rng import Keys
 from .gradient import _per_sample, project, random_start, step_direction
 
 __all__ = ["ascend"]
@@ -41,6 +42,7 @@ def ascend(
     norm: float = math.inf,
     random_init: bool = False,
     generator: torch.Generator | None = None,
+    keys: Keys | None = None,
     keep_best: bool = True,
     start_values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +52,8 @@ def ascend(
     keep the autograd graph to its input (samples must not interact, e.g. a model in
     evaluation mode). It may return a pair ``(loss, rank)``: the gradient follows ``loss``, the
     best iterate is chosen by ``rank`` (a surrogate ascended, the attacker's real goal kept).
-    The caller puts the model in the state it is attacked in
+    The random start comes from ``keys`` (one per input, stream ``"pgd-start"``) if given,
+    else from ``generator``. The caller puts the model in the state it is attacked in
     (:func:`~robustood.attacks.base.attack_mode`). With ``keep_best`` the returned input is,
     per sample, the iterate of highest objective (the clean input among them); otherwise the
     last iterate. ``start_values``: the objective (or rank) at ``x`` if the caller has it
@@ -65,7 +68,7 @@ def ascend(
             return x0.clone(), start_values
         with torch.no_grad():
             return x0.clone(), _rank(objective(x0))
-    x_adv = random_start(x0, eps, norm, generator) if random_init else x0
+    x_adv = random_start(x0, eps, norm, generator, keys) if random_init else x0
     best_x = best_v = None
     if keep_best and random_init:
         if start_values is not None:

@@ -13,8 +13,13 @@ queries, ``p_init = 0.8`` with the fixed schedule (p halves at queries 10, 50, 2
 
 A query is kept when it lowers the margin or misclassifies; an input stops as soon as it is
 misclassified (so does the reference). Only the model's outputs are used, never a
-gradient: Square succeeding where gradient attacks fail is a sign of gradient masking. The
-random draws come from one CPU generator seeded per call, in the reference's order.
+gradient: Square succeeding where gradient attacks fail is a sign of gradient masking.
+
+The random draws come from one CPU generator seeded per call, in the reference's order; or,
+with keys, the draws the reference shares across the batch (window positions, the L∞
+channel signs, the L2 bump orientations: functions of the query only) from a CPU generator
+seeded by the keys' seed and the restart, and the per-input ones (the L∞ stripes, the L2
+signs) from each input's own stream, so an input's result does not depend on its batch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..rng import Keys
 from .apgd import compact_every, draw_seed
 from .base import Attack, AttackOutput
 
@@ -50,11 +56,27 @@ def _margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class _Draws:
-    """The reference's random draws, from one CPU generator."""
+    """The random draws of a run: batch-shared ones from one CPU generator ``g``; per-input
+    signs from it too (the reference's order), or from ``keys``' streams under ``stream``."""
 
-    def __init__(self, seed: int, device: torch.device) -> None:
-        self.g = torch.Generator().manual_seed(int(seed))
+    def __init__(
+        self, g: torch.Generator, device: torch.device, keys: Keys | None = None, stream: tuple[object, ...] = ()
+    ) -> None:
+        self.g = g
         self.device = device
+        self.keys = keys
+        self.stream = stream
+
+    def keep(self, active: torch.Tensor) -> None:
+        """Finished inputs leave the batch: their keys leave with them."""
+        if self.keys is not None:
+            self.keys = self.keys[active]
+
+    def signs(self, b: int, shape: list[int], *stream: object) -> torch.Tensor:
+        """Random ±1 ``[b, *shape]``, one draw per running input."""
+        if self.keys is None:
+            return self.choice([b, *shape])
+        return self.keys.signs(shape, *self.stream, *stream).to(self.device)
 
     def choice(self, shape: list[int]) -> torch.Tensor:
         return torch.sign(2 * torch.rand(shape, generator=self.g) - 1).to(self.device)
@@ -105,21 +127,29 @@ def square(
     p_init: float = 0.8,
     restarts: int = 1,
     seed: int = 0,
+    keys: Keys | None = None,
+    stream: tuple[object, ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Square Attack on ``x`` (``B×C×H×W`` in [0, 1]) with labels ``y``; returns ``(x_adv, robust)``.
 
     Runs only on the inputs classified correctly; ``x_adv`` holds the input itself where no
-    adversarial example was found. ``seed`` seeds the CPU generator of every random draw.
+    adversarial example was found. ``seed`` seeds the CPU generator of every random draw (the
+    reference's order); with ``keys`` (one per input) the batch-shared draws of restart ``r``
+    come from ``keys.generator(*stream, "square", r)`` and the per-input ones from each
+    input's streams under ``stream`` instead.
     """
     x = x.detach()
     with torch.no_grad():
         robust = model(x).argmax(1) == y
         x_adv = x.clone()
-        draws = _Draws(seed, x.device)
-        for _ in range(restarts):
+        draws = _Draws(torch.Generator().manual_seed(int(seed)), x.device)
+        for restart in range(restarts):
             ind = robust.nonzero()[:, 0]
             if ind.numel() == 0:
                 break
+            if keys is not None:
+                g = keys.generator(*stream, "square", restart)
+                draws = _Draws(g, x.device, keys.to(x.device)[ind], (*stream, "square", restart))
             adv = _single_run(model, x[ind], y[ind], eps, norm, n_queries, p_init, draws)
             fooled = model(adv).argmax(1) != y[ind]
             robust[ind[fooled]] = False
@@ -141,7 +171,7 @@ def _single_run(
     n_features = c * h * w
     linf = math.isinf(norm)
     if linf:
-        x_best = torch.clamp(x + eps * draws.choice([x.shape[0], c, 1, w]), 0.0, 1.0)
+        x_best = torch.clamp(x + eps * draws.signs(x.shape[0], [c, 1, w], "init"), 0.0, 1.0)
     else:
         delta_init = torch.zeros_like(x)
         s = h // 5
@@ -151,7 +181,7 @@ def _single_run(
             vw = sp_init
             for _ in range(w // s):
                 bump = draws.eta(s).view(1, 1, s, s)
-                delta_init[:, :, vh : vh + s, vw : vw + s] += bump * draws.choice([x.shape[0], c, 1, 1])
+                delta_init[:, :, vh : vh + s, vw : vw + s] += bump * draws.signs(x.shape[0], [c, 1, 1], "init", vh, vw)
                 vw += s
             vh += s
         x_best = torch.clamp(x + _normalize(delta_init) * eps, 0.0, 1.0)
@@ -171,6 +201,7 @@ def _single_run(
             if not bool(active.all()):  # finished inputs leave (the reference drops them at every query)
                 out[idx[~active]] = x_best[~active]
                 idx, x, y, x_best, margin_min, loss_min = (t[active] for t in (idx, x, y, x_best, margin_min, loss_min))
+                draws.keep(active)
                 if idx.numel() == 0:
                     break
         running = margin_min > 0.0 if every > 1 else None
@@ -203,7 +234,7 @@ def _single_run(
             mask_image = torch.max(mask, mask2)
             norms_windows = ((delta * mask_image) ** 2).sum(dim=(-2, -1), keepdim=True).sqrt()
             new = torch.ones([x.shape[0], c, s, s], device=x.device)
-            new *= draws.eta(s).view(1, 1, s, s) * draws.choice([x.shape[0], c, 1, 1])
+            new *= draws.eta(s).view(1, 1, s, s) * draws.signs(x.shape[0], [c, 1, 1], "l2-sign", i_iter)
             new += delta[:, :, vh : vh + s, vw : vw + s] / (1e-12 + norms_window_1)
             room = torch.max(eps2 * torch.ones_like(new) - norms_image**2, torch.zeros_like(new))
             new = new / (1e-12 + (new**2).sum(dim=(-2, -1), keepdim=True).sqrt()) * (room / c + norms_windows**2).sqrt()
@@ -240,6 +271,7 @@ class Square(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         x_adv, _ = square(
             model,
@@ -250,6 +282,7 @@ class Square(Attack):
             n_queries=self.steps,
             p_init=self.p_init,
             restarts=self.restarts,
-            seed=draw_seed(generator, x.device),
+            seed=draw_seed(generator, x.device) if keys is None else 0,
+            keys=keys,
         )
         return AttackOutput(x_adv, None, None)

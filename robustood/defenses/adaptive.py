@@ -34,6 +34,7 @@ from torch import nn
 from ..attacks.base import Attack, AttackOutput, norm_label
 from ..attacks.objective import ascend
 from ..errors import RobustoodError
+from ..rng import Keys
 from .squeeze import BitDepth, FeatureSqueezingDetector, Squeezer
 
 __all__ = ["AdaptiveSqueezeAttack", "adaptive_squeeze_attack", "differentiable_squeeze"]
@@ -70,6 +71,7 @@ class AdaptiveSqueezeAttack(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         generator: torch.Generator | None,
+        keys: Keys | None,
     ) -> AttackOutput:
         squeezers, weight, kappa = self.squeezers, float(self.weight), float(self.kappa)
 
@@ -100,6 +102,7 @@ class AdaptiveSqueezeAttack(Attack):
             norm=self.norm,
             random_init=bool(self.random_start),
             generator=generator,
+            keys=keys,
         )
         return AttackOutput(x_adv, None, None)
 

@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..attacks.base import Attack, attack_mode
+from ..attacks.base import Attack, attack_mode, check_keys
 from ..attacks.objective import ascend
 from ..errors import RobustoodError
+from ..rng import Keys
 from ..utils import format_eps
 from .differentiable import differentiable_score
 
@@ -77,11 +78,12 @@ class DetectorAttack:
         *,
         raise_score: bool,
         generator: torch.Generator | None = None,
+        keys: Keys | None = None,
     ) -> torch.Tensor:
         """Attacked images for ``x`` (``B×C×H×W`` in [0, 1]): ``raise_score=True`` pushes the
         detector's score up (ID inputs made to look OOD), ``False`` down (OOD inputs made to
         look ID). Within ``eps`` of ``x`` in the attack's norm, in [0, 1], without a graph."""
-        return self.run(model, detector, x, raise_score=raise_score, generator=generator)[0]
+        return self.run(model, detector, x, raise_score=raise_score, generator=generator, keys=keys)[0]
 
     def run(
         self,
@@ -91,11 +93,15 @@ class DetectorAttack:
         *,
         raise_score: bool,
         generator: torch.Generator | None = None,
+        keys: Keys | None = None,
         clean_scores: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attacked images and their scores ``[B]`` (see :meth:`__call__`): the differentiable
         scores, equal to the detector's own; ``clean_scores``, the detector's scores of ``x`` if
-        the caller has them, save a forward pass and are returned where ``x`` itself is kept."""
+        the caller has them, save a forward pass and are returned where ``x`` itself is kept.
+        The random start comes from ``keys`` (one per input: each input's own stream, whatever
+        its batch) if given, else from ``generator``."""
+        keys = check_keys(keys, generator, x)
         if generator is not None and generator.device.type != x.device.type:
             raise RobustoodError(
                 f"the generator is on {generator.device.type} but x is on {x.device.type}; "
@@ -117,6 +123,7 @@ class DetectorAttack:
                 norm=a.norm,
                 random_init=bool(a.random_start),
                 generator=generator,
+                keys=keys,
                 start_values=sign * clean_scores.to(x.device) if clean_scores is not None else None,
             )
         return x_adv, sign * values

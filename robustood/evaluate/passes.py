@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..distributed import all_gather_cat, all_reduce_sum
 from ..errors import IncompatibleModelError, RobustoodError
+from ..rng import Keys, accepts_keys
 from .loop import batches, synchronize
 from .plan import AttackPass
 
@@ -276,8 +277,10 @@ def attack_pass(
 ) -> AttackOutputs:
     """Attack every batch once; feed the attack metrics, the detectors and the squeezing tally.
 
-    Random draws (random starts, random targets) come from one generator seeded with the
-    attack's ``seed`` for the whole pass, so a pass repeats exactly.
+    Random draws (random starts, random targets) come from each input's own streams, keyed by
+    the attack's ``seed`` and the input's index in ``data``, so a pass repeats exactly whatever
+    the batch size (an attack object whose ``generate`` takes no ``keys`` gets one generator
+    seeded with its ``seed`` for the whole pass).
     """
     from ..attacks import AttackMetrics
 
@@ -286,7 +289,8 @@ def attack_pass(
     sink = ScoreSink(labels)
     tally = SqueezeTally(squeezer) if squeezer is not None else None
     seed = getattr(attack, "seed", None)
-    # one generator for the whole pass; attack objects without a seed draw as they like
+    # per-input keys; attack objects without a seed draw as they like, those without keys= from one generator
+    keyed = seed is not None and accepts_keys(attack.generate)
     seeded = {"generator": torch.Generator(device=device).manual_seed(int(seed))} if seed is not None else {}
     if len(clean_logits) != len(data):  # type: ignore[arg-type]
         raise RobustoodError(f"clean_logits has {len(clean_logits)} rows for {len(data)} inputs")  # type: ignore[arg-type]
@@ -295,6 +299,8 @@ def attack_pass(
     for b in batches(data, batch_size=batch_size, device=device, desc=desc, progress=progress, shard=True):
         logits = clean_logits[b.start : b.start + len(b)].to(device, non_blocking=True)
         try:
+            if keyed:
+                seeded = {"keys": Keys(int(seed), torch.arange(b.start, b.start + len(b), device=device))}
             out = attack.generate(model, b.x, b.y, **seeded)
         except RuntimeError as exc:
             if "does not require grad" not in str(exc) and "does not have a grad_fn" not in str(exc):
@@ -357,9 +363,9 @@ def detector_attack_pass(
     (:func:`~robustood.detectors.differentiable.differentiable_score`, equal to the
     detector's own scores), or the clean ones where the clean input is kept; ``clean_scores``
     (``[N]``, the detector's scores of ``data``) save the attack's forward pass at the clean
-    inputs. Random starts come from one generator seeded with the attack's ``seed`` for the pass.
+    inputs. Random starts come from each input's own stream, keyed by the attack's ``seed`` and
+    the input's index in ``data``.
     """
-    gen = torch.Generator(device=device).manual_seed(int(attack.seed))
     parts: list[torch.Tensor] = []
     xs: list[torch.Tensor] = []
     advs: list[torch.Tensor] = []
@@ -367,7 +373,8 @@ def detector_attack_pass(
     t0 = time.perf_counter()
     for b in batches(data, batch_size=batch_size, device=device, shape=shape, desc=desc, progress=progress, shard=True):
         clean = clean_scores[b.start : b.start + len(b)] if clean_scores is not None else None
-        x_adv, scores = attack.run(model, detector, b.x, raise_score=raise_score, generator=gen, clean_scores=clean)
+        keys = Keys(int(attack.seed), torch.arange(b.start, b.start + len(b), device=device))
+        x_adv, scores = attack.run(model, detector, b.x, raise_score=raise_score, keys=keys, clean_scores=clean)
         parts.append(scores.detach().float().cpu())
         if keep_inputs:
             xs.append(b.x.cpu())
