@@ -210,18 +210,23 @@ def test_evaluate_in_a_script_under_torchrun_returns_the_pooled_report_on_every_
         textwrap.dedent(
             f"""
             import json, os
+            import numpy as np
             import robustood
             from robustood.models import load_checkpoint
 
             model, _ = load_checkpoint({str(ckpt)!r})
             report = robustood.evaluate(
-                {{"m": model}}, "digits", attacks=["pgd:8/255"], detectors=["msp", "mahalanobis"],
-                ood=["noise"], batch_size=50, progress=False,
+                {{"m": model}}, "digits", attacks=["pgd:8/255"], detectors=["msp", "mahalanobis", "knn"],
+                ood=["noise"], batch_size=50, progress=False, keep=True, keep_scores=True,
             )
             rows = sorted((r.input_set, r.attack, r.metric, r.detector, r.value) for r in report.rows
                           if r.metric not in ("seconds", "images_per_second"))
-            with open(f"rows-{{os.environ.get('RANK', 'single')}}.json", "w") as fh:
+            rank = os.environ.get("RANK", "single")
+            with open(f"rows-{{rank}}.json", "w") as fh:
                 json.dump(rows, fh)
+            samples = report.attacks["m"]["pgd-linf@8/255"].samples
+            scores = {{f"{{s}}-{{d}}": v for s, per in report.scores["m"].items() for d, v in per.items()}}
+            np.savez(f"samples-{{rank}}.npz", x_adv=samples.x_adv, pred_adv=samples.pred_adv, **scores)
             """
         )
     )
@@ -234,6 +239,15 @@ def test_evaluate_in_a_script_under_torchrun_returns_the_pooled_report_on_every_
     single = json.loads((tmp_path / "rows-single.json").read_text())
     assert json.loads((tmp_path / "rows-0.json").read_text()) == single
     assert json.loads((tmp_path / "rows-1.json").read_text()) == single
+    import numpy as np
+
+    one_samples = np.load(tmp_path / "samples-single.npz")
+    assert len(one_samples["pred_adv"]) == 360  # every test input, each once
+    for rank in (0, 1):  # per-sample adversarial examples, predictions and scores, in index order
+        got = np.load(tmp_path / f"samples-{rank}.npz")
+        assert sorted(got.files) == sorted(one_samples.files)
+        for key in one_samples.files:
+            np.testing.assert_array_equal(got[key], one_samples[key], err_msg=key)
 
 
 def test_gathers_pool_uneven_and_empty_shards(tmp_path):
