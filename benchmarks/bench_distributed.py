@@ -4,11 +4,14 @@ For each world size the same :func:`robustood.evaluate` job (a CIFAR-shaped mode
 images, or the digits model; PGD and max-logit / Mahalanobis detection against noise) runs
 under ``torchrun --standalone --nproc_per_node K``; rank 0 reports the job's wall time
 after a barrier, so every rank's share is included. On CPUs each process gets
-``cores // K`` threads (torch would otherwise oversubscribe the cores); on GPUs each process
-takes one GPU. Prints medians of ``--repeats`` runs, the speed-up over world size 1, and the
-parallel efficiency (speed-up / K). Every world size gives the same numbers (checked here).
+``cores // K`` threads (torch would otherwise oversubscribe the cores), so every world size
+uses the whole machine and the speed-up is what splitting adds to torch's own threads;
+``--threads 1`` gives each process one core instead. On GPUs each process takes one GPU.
+Prints medians of ``--repeats`` runs, the speed-up over world size 1, and the parallel
+efficiency (speed-up / K). Every world size gives the same numbers (checked here).
 
     python benchmarks/bench_distributed.py                       # CPU: world sizes 1, 2 on 2 cores
+    python benchmarks/bench_distributed.py --threads 1           # one core per process
     python benchmarks/bench_distributed.py --device cuda --images 10000 --world-sizes 1,2,4,8
 """
 
@@ -74,7 +77,7 @@ def _worker(args: argparse.Namespace) -> None:
 def _job(args: argparse.Namespace, k: int, result: Path) -> dict:
     env = dict(os.environ)
     if args.device == "cpu":
-        env["OMP_NUM_THREADS"] = str(max((os.cpu_count() or 1) // k, 1))
+        env["OMP_NUM_THREADS"] = str(args.threads or max((os.cpu_count() or 1) // k, 1))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={k}", __file__]
     cmd += ["--worker", "--result", str(result), "--device", args.device, "--data", args.data]
     cmd += ["--images", str(args.images), "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
@@ -93,6 +96,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="PGD steps [10]")
     parser.add_argument("--world-sizes", default=None, help="comma-separated [1,2,… up to the cores or GPUs]")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per process [cores // world size: every world size uses the whole machine; "
+        "1: one core per process, to see how the sharding itself scales]",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,8 +126,9 @@ def main() -> None:
                 times[k].append(out["seconds"])
                 values[k] = out["values"]
     base = statistics.median(times[sizes[0]])
+    threads = f", {args.threads or 'cores // world size'} threads per process" if args.device == "cpu" else ""
     print(f"{args.data}, n={args.images}, batch {args.batch_size}, PGD-{args.steps} + maxlogit + mahalanobis vs noise, "
-          f"device {args.device}, medians of {args.repeats}")  # fmt: skip
+          f"device {args.device}{threads}, medians of {args.repeats}")  # fmt: skip
     print(f"{'world size':>10}  {'seconds':>8}  {'speed-up':>8}  {'efficiency':>10}  same numbers")
     for k in sizes:
         med = statistics.median(times[k])
