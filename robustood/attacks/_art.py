@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import RobustoodError
 from ..rng import Keys, stream_seed
-from .base import Attack, AttackOutput, attack_mode, norm_label
+from .base import Attack, AttackOutput, attack_mode, draw_seed, norm_label
 from .ddn import ddn
 
 __all__ = ["ARTAttack", "DecoupledDirectionNorm", "art_estimator", "art_generate"]
@@ -145,7 +145,7 @@ def art_generate(
     with torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     estimator = art_estimator(model, x, num_classes)
-    seed = _batch_seed(keys, attack.name) if keys is not None else _draw_seed(generator, x.device)
+    seed = _batch_seed(keys, attack.name) if keys is not None else draw_seed(generator, x.device)
     art = _art_attack(attack, estimator, batch_size=max(1, x.shape[0]), seed=seed)
     return AttackOutput(_generate(art, x, target if target is not None else y, seed), target, None)
 
@@ -155,11 +155,6 @@ def _batch_seed(keys: Keys, name: str) -> int:
     batch's first dataset index and size (ART draws per batch, not per input)."""
     first = int(keys.index[0]) if len(keys) else 0
     return stream_seed(keys.seed, "art", name, first, len(keys))
-
-
-def _draw_seed(generator: torch.Generator | None, device: torch.device) -> int:
-    """A NumPy seed in [0, 2³¹ − 1) drawn from ``generator`` on ``device``."""
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
 
 
 def _generate(art: EvasionAttack, x: torch.Tensor, labels: torch.Tensor, seed: int | None) -> torch.Tensor:
@@ -326,7 +321,7 @@ class ARTAttack:
         generator are seeded from it (and NumPy's stream restored afterwards)."""
         if self.targeted and target is None:
             raise RobustoodError(f"{self.name} is targeted: pass target=<class per input>")
-        seed = _draw_seed(generator, x.device) if generator is not None else None
+        seed = draw_seed(generator, x.device) if generator is not None else None
         with attack_mode(model):
             x_adv = _generate(self.art, x, target if target is not None else y, seed)
         return AttackOutput(x_adv, target, None)

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import RobustoodError
 from ..rng import Keys
-from .base import Attack, AttackOutput
+from .base import Attack, AttackOutput, call_seed, draw_seed
 
 __all__ = ["APGD", "apgd", "apgd_run", "dlr_loss", "dlr_loss_targeted", "draw_seed", "num_classes"]
 
@@ -62,11 +62,6 @@ def dlr_loss_targeted(logits: torch.Tensor, y: torch.Tensor, target: torch.Tenso
     z_y = logits.gather(1, y[:, None])[:, 0]
     z_t = logits.gather(1, target[:, None])[:, 0]
     return -(z_y - z_t) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
-
-
-def draw_seed(generator: torch.Generator | None, device: torch.device) -> int:
-    """A seed in [0, 2³¹ − 1) drawn from ``generator`` (once per call, not per iteration)."""
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
 
 
 def num_classes(model: nn.Module, x: torch.Tensor) -> int:
@@ -359,7 +354,7 @@ class APGD(Attack):
             restarts=self.restarts,
             loss=self.loss,
             n_target_classes=self.n_target_classes,
-            seed=draw_seed(generator, x.device) if keys is None else 0,
+            seed=call_seed(generator, keys, x.device),
             keys=keys,
         )
         simple = self.loss != "dlr-targeted" and self.restarts == 1

@@ -25,8 +25,8 @@ from torch import nn
 
 from ..errors import RobustoodError
 from ..rng import Keys
-from .apgd import apgd, draw_seed
-from .base import Attack, AttackOutput
+from .apgd import apgd
+from .base import Attack, AttackOutput, call_seed
 from .fab import fab_targeted
 from .square import square
 
@@ -162,7 +162,7 @@ class AutoAttack(Attack):
             y,
             eps=self.eps,
             norm=self.norm,
-            seed=draw_seed(generator, x.device) if keys is None else 0,
+            seed=call_seed(generator, keys, x.device),
             n_iter=self.steps,
             n_queries=self.n_queries,
             n_target_classes=self.n_target_classes,

@@ -29,7 +29,9 @@ __all__ = [
     "Attack",
     "AttackOutput",
     "attack_mode",
+    "call_seed",
     "check_keys",
+    "draw_seed",
     "norm_label",
     "parse_norm",
     "resolve_target_class",
@@ -156,6 +158,18 @@ def check_keys(keys: Keys | None, generator: torch.Generator | None, x: torch.Te
     if len(keys) != x.shape[0]:
         raise RobustoodError(f"keys hold {len(keys)} inputs but x holds {x.shape[0]}; pass one key per input")
     return keys.to(x.device)
+
+
+def draw_seed(generator: torch.Generator | None, device: torch.device) -> int:
+    """A seed in [0, 2³¹ − 1) drawn from ``generator`` on ``device`` (once per call, not per
+    iteration): for the reference-order draws of APGD and Square, and for ART's NumPy draws."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+
+
+def call_seed(generator: torch.Generator | None, keys: Keys | None, device: torch.device) -> int:
+    """The ``seed`` a call hands to a function that also takes ``keys``: drawn from ``generator``
+    without keys; with keys every draw comes from them and the seed is unused (0)."""
+    return draw_seed(generator, device) if keys is None else 0
 
 
 @contextlib.contextmanager

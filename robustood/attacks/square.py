@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from ..rng import Keys
-from .apgd import compact_every, draw_seed
-from .base import Attack, AttackOutput
+from .apgd import compact_every
+from .base import Attack, AttackOutput, call_seed
 
 __all__ = ["Square", "p_selection", "square"]
 
@@ -282,7 +282,7 @@ class Square(Attack):
             n_queries=self.steps,
             p_init=self.p_init,
             restarts=self.restarts,
-            seed=draw_seed(generator, x.device) if keys is None else 0,
+            seed=call_seed(generator, keys, x.device),
             keys=keys,
         )
         return AttackOutput(x_adv, None, None)
