@@ -30,6 +30,7 @@ __all__ = [
     "World",
     "all_gather_cat",
     "all_reduce_sum",
+    "any_rank",
     "barrier",
     "broadcast_object",
     "init_from_env",
@@ -204,6 +205,13 @@ def all_reduce_sum(values: list[float] | list[int], w: World | None = None) -> l
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=w.comm_device)
     dist.all_reduce(t)
     return t.cpu().tolist()
+
+
+def any_rank(flag: bool, w: World | None = None) -> bool:
+    """Whether ``flag`` holds on any rank (every rank must call it), so all ranks take the same
+    branch through the collectives that follow; ``flag`` itself in one process."""
+    w = w or world()
+    return bool(flag) if not w.distributed else all_reduce_sum([float(bool(flag))], w)[0] > 0
 
 
 def broadcast_object(obj: Any, w: World | None = None) -> Any:

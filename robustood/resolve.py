@@ -373,8 +373,7 @@ def pretrained(
 def _any_missing(entries: list[Any], w: dist_.World) -> bool:
     """Whether any rank lacks one of ``entries`` (a cache entry not found or unusable): then
     every rank trains together, so all ranks take the same path through the collectives."""
-    missing = any(entry is None for entry in entries)
-    return missing if not w.distributed else dist_.all_reduce_sum([float(missing)], w)[0] > 0
+    return dist_.any_rank(any(entry is None for entry in entries), w)
 
 
 def _load_cached(path: Path, bundle: DatasetBundle) -> tuple[Classifier, dict[str, Any]] | None:

@@ -190,11 +190,6 @@ def _sync_buffers(model: nn.Module, w: dist_.World) -> None:
             dist.broadcast(b.data, src=0)
 
 
-def _any_rank(flag: bool, w: dist_.World) -> bool:
-    """Whether ``flag`` is true on any rank (so every rank stops together)."""
-    return flag if not w.distributed else dist_.all_reduce_sum([float(flag)], w)[0] > 0
-
-
 def fit(
     model: nn.Module,
     bundle: DatasetBundle,
@@ -280,7 +275,7 @@ def fit(
                 check_images(x, what="the training images")
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 loss, logits = objective(net, x, y)
-                if _any_rank(not torch.isfinite(loss.detach()).all(), w):
+                if dist_.any_rank(not torch.isfinite(loss.detach()).all(), w):  # every rank stops together
                     raise RobustoodError(
                         f"training diverged: the loss became {float(loss.detach())} in epoch {epoch + 1}; "
                         "use a smaller learning rate (--lr) or check the data"
