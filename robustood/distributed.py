@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,8 +41,19 @@ __all__ = [
     "world",
 ]
 
-TIMEOUT = datetime.timedelta(minutes=float(os.environ.get("ROBUSTOOD_DIST_TIMEOUT_MIN", "30")))
-"""How long a collective waits for the other ranks before the job stops (a rank that died)."""
+TIMEOUT_ENV = "ROBUSTOOD_DIST_TIMEOUT_MIN"
+"""Minutes a collective waits for the other ranks before the job stops (a rank that died); default 30."""
+
+
+def _timeout() -> datetime.timedelta:
+    text = os.environ.get(TIMEOUT_ENV, "30").strip()
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise RobustoodError(f"{TIMEOUT_ENV} must be a positive number of minutes, got {text!r}")
+    return datetime.timedelta(minutes=minutes)
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,7 @@ def init_from_env(device: str | torch.device | None = None) -> World:
             )
         torch.cuda.set_device(mine)
         backend = "nccl" if dist.is_nccl_available() else "gloo"
-    dist.init_process_group(backend, timeout=TIMEOUT)
+    dist.init_process_group(backend, timeout=_timeout())
     atexit.register(shutdown)  # a group left open at exit can abort the process under gloo
     return world()
 

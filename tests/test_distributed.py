@@ -285,3 +285,31 @@ def test_one_process_is_untouched():
     assert all_gather_cat(t) is t
     assert all_reduce_sum([1, 2]) == [1.0, 2.0]
     assert broadcast_object("x") == "x"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf"])
+def test_a_bad_timeout_is_one_clear_error_before_joining(monkeypatch, value):
+    from robustood.distributed import init_from_env
+    from robustood.errors import RobustoodError
+
+    monkeypatch.setenv("ROBUSTOOD_DIST_TIMEOUT_MIN", value)
+    for key, v in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(key, v)
+    with pytest.raises(RobustoodError, match="ROBUSTOOD_DIST_TIMEOUT_MIN must be a positive number"):
+        init_from_env("cpu")
+    assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize(
+    ("size", "rank", "prefix"), [("2", "1", "[rank 1] "), ("abc", "1", ""), ("2", "", ""), ("1", "0", "")]
+)
+def test_cli_errors_name_the_rank_and_never_trip_on_the_environment(runner, monkeypatch, size, rank, prefix):
+    from robustood.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", size)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr("robustood.cli.app.quiet_other_ranks", lambda: None)  # keep this process's stdout
+    result = runner.invoke(main, ["attack", "--dataset", "imagefolder:/no/such/folder"])
+    assert result.exit_code == 1
+    assert f"Error: {prefix}imagefolder" in result.output
+    assert "Traceback" not in result.output

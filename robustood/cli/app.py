@@ -21,9 +21,8 @@ DEBUG_ENV = "ROBUSTOOD_DEBUG"
 
 def _rank() -> str:
     """``[rank N] `` under a ``torchrun`` job (so a failing rank's error says which it was), else ``""``."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        return f"[rank {os.environ.get('RANK', '?')}] "
-    return ""
+    size, rank = os.environ.get("WORLD_SIZE", "1").strip(), os.environ.get("RANK", "").strip()
+    return f"[rank {rank}] " if size.isdigit() and int(size) > 1 and rank.isdigit() else ""
 
 
 class UserError(click.ClickException):
