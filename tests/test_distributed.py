@@ -120,6 +120,7 @@ def test_a_table_is_printed_once(ckpt, tmp_path):
     assert out.stdout.count("robust_accuracy") == 1
 
 
+@pytest.mark.slow  # AutoAttack in full on 48 inputs, twice: about 100 s on 2 cores
 def test_autoattack_and_random_starts_do_not_depend_on_the_split(ckpt, tmp_path):
     """Random starts (PGD), random targets and AutoAttack's draws are keyed by input index, so two
     ranks with batches of 16 give what one process with batches of 16 gives, sample by sample."""
