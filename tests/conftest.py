@@ -23,6 +23,14 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def one_thread_cache(tmp_path_factory):
+    """A model cache only the pinned-output tests write (``test_golden.py``, ``test_docs.py``): the
+    models in it are trained afresh on one torch thread, whatever other tests trained before, so
+    the pinned numbers do not depend on the order tests run in or on the machine's cores."""
+    return tmp_path_factory.mktemp("one-thread-cache")
+
+
+@pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits")
 

@@ -99,15 +99,25 @@ COMPARE = [
 ]
 
 
-def test_compare_under_torchrun_equals_one_process_and_rank0_alone_writes(ckpt, tmp_path):
+@pytest.fixture(scope="module")
+def compare_job(ckpt, tmp_path_factory):
+    """:data:`COMPARE` once in one process and once under torchrun with a store, shared by the test
+    that the two agree and the test that a torn store resumes."""
+    root = tmp_path_factory.mktemp("compare-job")
     args = [*COMPARE, "--model", str(ckpt)]
-    one = _single([*args, "--out", "one.json", "--report", "one-report.json"], tmp_path)
-    assert one.returncode == 0, one.stderr
-    job = tmp_path / "job"
+    one = _single([*args, "--out", "one.json", "--report", "one-report.json"], root)
+    job = root / "job"
     job.mkdir()
     two = _torchrun([*args, "--out", "two.json", "--report", "two-report.json", "--store", "two.jsonl"], job)
+    return root, one, two
+
+
+def test_compare_under_torchrun_equals_one_process_and_rank0_alone_writes(compare_job):
+    root, one, two = compare_job
+    job = root / "job"
+    assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr[-3000:]
-    assert _metrics(job / "two.json") == _metrics(tmp_path / "one.json")
+    assert _metrics(job / "two.json") == _metrics(root / "one.json")
     assert sorted(p.name for p in job.iterdir()) == ["two-report.json", "two.json", "two.jsonl"]  # no stray files
     assert two.stderr.count("wrote two.json") == 1  # one rank reports
     units = [json.loads(line)["unit"] for line in (job / "two.jsonl").read_text().splitlines()]
@@ -157,17 +167,16 @@ def test_autoattack_and_random_starts_do_not_depend_on_the_split(ckpt, tmp_path)
     ]
 
 
-def test_an_interrupted_job_resumes_from_its_store(ckpt, tmp_path):
-    args = [*COMPARE, "--model", str(ckpt), "--store", "run.jsonl"]
-    full = _torchrun([*args, "--out", "full.json"], tmp_path)
+def test_an_interrupted_job_resumes_from_its_store(ckpt, compare_job, tmp_path):
+    root, _, full = compare_job
     assert full.returncode == 0, full.stderr[-3000:]
-    store = tmp_path / "run.jsonl"
-    lines = store.read_text().splitlines()
+    lines = (root / "job" / "two.jsonl").read_text().splitlines()
     # a job stopped after its first units: the finished ones are on disk, the last one torn
+    store = tmp_path / "run.jsonl"
     store.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])
-    again = _torchrun([*args, "--out", "again.json"], tmp_path)
+    again = _torchrun([*COMPARE, "--model", str(ckpt), "--store", "run.jsonl", "--out", "again.json"], tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _metrics(tmp_path / "again.json") == _metrics(tmp_path / "full.json")
+    assert _metrics(tmp_path / "again.json") == _metrics(root / "job" / "two.json")
     after = store.read_text().splitlines()
     assert after[3] == lines[3][: len(lines[3]) // 2]  # the torn line is left as it was, and ignored
     units = [json.loads(line)["unit"] for line in after[:3] + after[4:]]

@@ -31,18 +31,11 @@ def test_cli_reference_is_current_and_clean():
         assert f"## robustood {command}" in text
 
 
-@pytest.fixture(scope="module")
-def fresh_cache(tmp_path_factory):
-    """A model cache of this module's own: the documented models are trained afresh (one thread), as
-    the docs' were, not taken from a cache another test filled."""
-    return tmp_path_factory.mktemp("docs-cache")
-
-
 @pytest.mark.parametrize("name", [name for name, sample in regen.SAMPLES.items() if not sample.slow])
-def test_documented_output_matches_a_rerun(name, fresh_cache, monkeypatch):
+def test_documented_output_matches_a_rerun(name, one_thread_cache, monkeypatch):
     """Every documented number is a rerun's within the tolerance of its kind (``tests/tolerance.py``,
     the same as the pinned outputs') widened by the precision it is printed at."""
-    monkeypatch.setenv("ROBUSTOOD_CACHE_DIR", str(fresh_cache))
+    monkeypatch.setenv("ROBUSTOOD_CACHE_DIR", str(one_thread_cache))
     documented = regen.cells(regen.documented(name))
     rerun = regen.numbers(regen.run_sample(name))
     assert documented and set(documented) == set(rerun)

@@ -25,16 +25,9 @@ sys.path.insert(0, str(GOLDEN))
 from commands import COMMANDS, N, run, strip  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def fresh_cache(tmp_path_factory):
-    """A model cache of this module's own: the pinned numbers are those of models trained afresh,
-    whatever other tests put in the session's cache before."""
-    return tmp_path_factory.mktemp("golden-cache")
-
-
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_command_output_is_pinned(name, fresh_cache, monkeypatch):
-    monkeypatch.setenv("ROBUSTOOD_CACHE_DIR", str(fresh_cache))
+def test_command_output_is_pinned(name, one_thread_cache, monkeypatch):
+    monkeypatch.setenv("ROBUSTOOD_CACHE_DIR", str(one_thread_cache))
     expected = json.loads((GOLDEN / f"{name}.json").read_text())
     got = strip(run(name))
     assert len(got) == len(expected), f"{name}: {len(got)} rows, pinned {len(expected)}"
